@@ -1,0 +1,1 @@
+"""Sweeps: search space, optimizer and scheduler construction, training loop, Optuna study, CLIs."""

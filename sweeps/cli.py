@@ -1,0 +1,52 @@
+"""What every command line shares: one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from objectives import ObjectiveError
+
+from .errors import UsageError
+
+__all__ = ["Parser", "guarded", "setup_logging"]
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` with the error as one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run ``body``; a bad input becomes one stderr line and exit status 2."""
+    try:
+        return body()
+    except (UsageError, ObjectiveError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("optuna", "mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_study_options(parser: argparse.ArgumentParser) -> None:
+    """``--study`` and ``--storage``, as ``sweeps.run`` names them."""
+    from .config import SweepConfig
+
+    default = SweepConfig()
+    parser.add_argument("--study", default=default.study_name,
+                        help=f"study name (default: {default.study_name})")
+    parser.add_argument("--storage", default=default.storage,
+                        help=f"Optuna storage URL (default: {default.storage})")

@@ -1,0 +1,72 @@
+"""Per-epoch statistics without a host synchronisation per epoch.
+
+Each epoch copies the parameters (before the step), their gradients and the loss into
+preallocated tensors on the parameters' device; ``drain`` reduces a whole chunk of epochs at
+once and moves the result to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .stats import EpochStats
+
+__all__ = ["Recorder", "chunk_capacity"]
+
+_BUDGET_BYTES = 64 * 2**20  # memory for the per-epoch copies of one trial
+
+
+def chunk_capacity(params: list[torch.Tensor], wanted: int) -> int:
+    """Epochs per chunk: ``wanted``, fewer where the copies would exceed the memory budget."""
+    per_epoch = sum(p.numel() * p.element_size() for p in params) * 2
+    return max(1, min(wanted, _BUDGET_BYTES // max(1, per_epoch)))
+
+
+class Recorder:
+    """Collects the statistics of up to ``capacity`` epochs between two drains."""
+
+    def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
+        self._params = [p.detach() for p in params]
+        self._theta = [p.new_empty((capacity + 1, *p.shape)) for p in self._params]
+        self._grad = [p.new_empty((capacity, *p.shape)) for p in self._params]
+        dtype = params[0].dtype if params[0].is_floating_point() else torch.float64
+        self._loss = torch.empty(capacity, dtype=dtype, device=params[0].device)
+        self._lr = np.empty(capacity)
+        self._numel = sum(p.numel() for p in self._params)
+        self.capacity = capacity
+        self.start = 0  # epoch of the first recorded row
+        self.size = 0  # rows recorded since the last drain
+
+    @property
+    def full(self) -> bool:
+        return self.size == self.capacity
+
+    def record(self, loss: torch.Tensor, lr: float, grads: list[torch.Tensor | None]) -> None:
+        """Call after ``backward`` and before ``optimizer.step``."""
+        i = self.size
+        for theta, grad, p, g in zip(self._theta, self._grad, self._params, grads):
+            theta[i].copy_(p)
+            if g is None:
+                grad[i].zero_()
+            else:
+                grad[i].copy_(g)
+        self._loss[i].copy_(loss.detach())
+        self._lr[i] = lr
+        self.size = i + 1
+
+    def drain(self) -> EpochStats:
+        """Statistics of the recorded epochs; call after the last recorded step."""
+        n = self.size
+        for theta, p in zip(self._theta, self._params):
+            theta[n].copy_(p)
+        grad_sum = sum(g[:n].abs().flatten(1).sum(1) for g in self._grad)
+        update_sum = sum((t[1 : n + 1] - t[:n]).abs().flatten(1).sum(1) for t in self._theta)
+        size_sum = sum(t[:n].abs().flatten(1).sum(1) for t in self._theta)
+        rows = torch.stack([self._loss[:n].to(grad_sum.dtype), grad_sum / self._numel,
+                            update_sum / self._numel, update_sum / size_sum])
+        loss, grad_mean, update_mean, ratio = rows.cpu().numpy().astype(np.float64)
+        stats = EpochStats(self.start, loss, grad_mean, update_mean, ratio, self._lr[:n].copy())
+        self.start += n
+        self.size = 0
+        return stats

@@ -1,0 +1,94 @@
+"""Run or resume a learning-rate sweep.
+
+    python -m sweeps.run                       # the default sweep: rebalance, 50 trials
+    python -m sweeps.run --config my.toml --n-trials 100
+
+Re-running the same command continues the study until it holds ``--n-trials`` finished
+trials. Every option is also a key of the TOML file given with ``--config``; the command
+line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from .cli import Parser, guarded, setup_logging
+from .config import SweepConfig, load_toml, parse_kv, split_names
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+log = logging.getLogger("sweeps.run")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="sweeps.run", description=__doc__.split("\n")[0],
+               argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="FILE", help="TOML file with any of these options")
+    p.add_argument("--objective", metavar="NAME|pkg.module:attr",
+                   help="objective to optimise (default: rebalance)")
+    p.add_argument("--objective-arg", metavar="K=V", action="append", dest="objective_arg",
+                   help="objective argument, repeatable (e.g. size=16)")
+    p.add_argument("--study", help="study name (default: from the objective)")
+    p.add_argument("--n-trials", type=int, help="target number of finished trials (default: 50)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default: the objective's)")
+    p.add_argument("--optimizers", type=split_names, metavar="a,b,..",
+                   help="optimizers to search (default: all)")
+    p.add_argument("--schedulers", type=split_names, metavar="a,b,..",
+                   help="schedulers to search (default: all)")
+    p.add_argument("--lr-min", type=float, help="lower lr bound for every optimizer")
+    p.add_argument("--lr-max", type=float, help="upper lr bound for every optimizer")
+    p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
+    p.add_argument("--pruner", help="median (default), hyperband or none")
+    p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI "
+                                          "(default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment (default: the study name)")
+    p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
+    p.add_argument("--workers", type=int, help="worker processes (default: 1)")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SweepConfig:
+    """Defaults, then the TOML file, then the command line."""
+    values: dict[str, Any] = {}
+    options = vars(args)
+    if "config" in options:
+        values.update(load_toml(options.pop("config")))
+    if "objective_arg" in options:
+        values["objective_args"] = {**values.get("objective_args", {}),
+                                    **parse_kv(options.pop("objective_arg"))}
+    values.update(options)
+    return SweepConfig().with_overrides(values).validated()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded("sweeps.run", lambda: _run(config_from_args(args)))
+
+
+def _run(config: SweepConfig) -> int:
+    from .signals import Terminated, exit_status, terminate_as_exception
+    from .study import open_sweep
+
+    setup_logging(config.quiet)
+    sweep = open_sweep(config)
+    with terminate_as_exception():
+        try:
+            sweep.run()
+        except (KeyboardInterrupt, Terminated) as exc:
+            sweep.finish("KILLED")
+            log.warning("interrupted; run the same command again to resume the study")
+            return exit_status(exc)
+    sweep.finish("FINISHED")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Optuna storage from a URL: ``sqlite:///``, ``postgresql://`` (any SQLAlchemy URL) or
+``journal:///path/to/file.journal`` (Optuna's JournalStorage file backend, for several
+processes on one machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+__all__ = ["JOURNAL_SCHEME", "open_storage", "redact"]
+
+JOURNAL_SCHEME = "journal:///"
+_SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, tags and messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_storage(url: str) -> BaseStorage:
+    """The storage behind ``url``; creates the folder of a local SQLite or journal file."""
+    import optuna
+
+    if url.startswith(JOURNAL_SCHEME):
+        path = Path(url.removeprefix(JOURNAL_SCHEME))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.JournalStorage(backend)
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in _SQL_SCHEMES:
+        allowed = "use sqlite:///PATH, postgresql://..., or journal:///PATH"
+        raise UsageError("storage", redact(url), allowed)
+    if scheme == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    except Exception as exc:
+        raise UsageError("storage", redact(url), f"use a reachable database ({exc})") from None

@@ -1,0 +1,332 @@
+"""An Optuna study of one objective: create or resume it, run trials until the study holds
+its target number of finished trials, and mirror everything to MLflow."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .config import SweepConfig
+from .errors import UsageError
+from .hparams import Hyperparams
+from .loop import Observer, TrainResult, default_chunk, train
+from .space import SearchSpace
+from .stats import EpochStats
+
+if TYPE_CHECKING:
+    import optuna
+
+    from objectives import Objective
+    from tracking.study_run import StudyTracker
+
+__all__ = ["COUNTED", "Sweep", "counted_trials", "open_sweep"]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_ATTR = "lrsweep_settings"  # fixed settings, compared on resume
+PARENT_ATTR = "mlflow_parent_run_id"
+INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
+COUNTED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials that count towards the target (interrupted ones do not)."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False, states=states)
+            if INTERRUPTED_ATTR not in t.user_attrs]
+
+
+class OptunaReporter(Observer):
+    """Reports each chunk's last loss as an intermediate value and asks the pruner."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def on_chunk(self, stats: EpochStats) -> bool:
+        if not len(stats):
+            return False
+        self.trial.report(float(stats.loss[-1]), step=int(stats.epochs[-1]))
+        return bool(self.trial.should_prune())
+
+
+@dataclass
+class Sweep:
+    config: SweepConfig
+    objective: Objective
+    epochs: int
+    study: optuna.Study
+    space: SearchSpace
+    tracker: StudyTracker
+    parent_run_id: str
+    device: str
+    extra_observers: tuple[Observer, ...] = ()
+
+    def run(self) -> None:
+        """Run trials until the target is reached (or the timeout passes)."""
+        deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
+        while len(counted_trials(self.study)) < self.config.n_trials:
+            if deadline is not None and time.monotonic() > deadline:
+                log.info("timeout reached; the study can be resumed with the same command")
+                return
+            trial = self.study.ask()
+            if self._surplus(trial):
+                return
+            self.run_trial(trial)
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """True (and the trial discarded) if other workers already fill the target."""
+        from optuna.trial import TrialState
+
+        live = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        ahead = [t for t in self.study.get_trials(deepcopy=False, states=live)
+                 if t.number < trial.number and INTERRUPTED_ATTR not in t.user_attrs]
+        if len(ahead) < self.config.n_trials:
+            return False
+        trial.set_user_attr(INTERRUPTED_ATTR, "surplus")
+        self.study.tell(trial, state=TrialState.FAIL)
+        return True
+
+    def run_trial(self, trial: optuna.Trial) -> TrainResult:
+        from optuna.trial import TrialState
+
+        hp = self.space.sample(trial)
+        trial.set_user_attr("hparams", hp.to_dict())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("device", self.device)
+        run = self.tracker.start_trial(
+            self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
+        )
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        observers = (OptunaReporter(trial), run, *self.extra_observers)
+        try:
+            result = train(self.objective, hp, self.epochs, device=self.device,
+                           observers=observers, chunk=default_chunk(self.epochs))
+        except BaseException as exc:
+            reason = f"interrupted: {type(exc).__name__}"
+            self.tracker.writer.flush()
+            run.close("interrupted", {"state": "interrupted", "failure_reason": reason}, {})
+            trial.set_user_attr(INTERRUPTED_ATTR, reason)
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        for key, value in summary_attrs(result).items():
+            trial.set_user_attr(key, value)
+        if result.status == "complete":
+            self.study.tell(trial, result.final_loss)
+        elif result.status == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+        log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
+                 hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
+        return result
+
+    def finish(self, status: str) -> None:
+        """Close the parent run: best value and params, ``best_params.json``, ``trials.csv``."""
+        from .results import best_documents, dumps, trials_frame, write_json
+
+        client = self.tracker.client
+        self.tracker.close()
+        client.log_text(self.parent_run_id, trials_frame(self.study).to_csv(index=False),
+                        "trials.csv")
+        try:
+            best = best_documents(self.study)[0]
+        except UsageError:
+            best = None
+        if best is not None:
+            client.log_text(self.parent_run_id, dumps(best), "best_params.json")
+            client.log_metric(self.parent_run_id, "best_value", best["value"],
+                              step=len(counted_trials(self.study)))
+            for key, value in best["params"].items():
+                client.set_tag(self.parent_run_id, f"best.{key}", str(value))
+            client.set_tag(self.parent_run_id, "best.trial", str(best["trial"]))
+            if self.config.export:
+                write_json(self.config.export, best, force=True)
+            log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
+                     best["params"])
+        client.set_terminated(self.parent_run_id, status=status)
+
+    def run_params(self, hp: Hyperparams) -> dict[str, Any]:
+        args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
+        return {**hp.to_dict(), "epochs": self.epochs, "objective": self.objective.name,
+                **args, "seed": self.config.seed}
+
+
+def summary_attrs(result: TrainResult) -> dict[str, Any]:
+    """What a trial keeps in Optuna beside its value, for comparison and export."""
+    import math
+
+    import numpy as np
+
+    ratio = result.history.update_ratio
+    finite = ratio[np.isfinite(ratio)]
+    attrs: dict[str, Any] = {
+        "final_loss": result.final_loss if math.isfinite(result.final_loss) else None,
+        "best_loss": result.best_loss if math.isfinite(result.best_loss) else None,
+        "epochs_run": result.epochs_run,
+        "mean_update_ratio": float(finite.mean()) if len(finite) else None,
+    }
+    if result.failure is not None:
+        attrs["failure"] = result.failure
+        attrs["failure_epoch"] = result.failure_epoch
+    return attrs
+
+
+def fixed_settings(config: SweepConfig, objective: Objective, epochs: int) -> dict[str, Any]:
+    return {"objective": objective.name, "objective_args": objective.arguments(),
+            "epochs": epochs}
+
+
+def make_sampler(config: SweepConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    seed = config.seed
+    if config.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if config.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(config: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
+    import optuna
+
+    if config.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        chunk = default_chunk(epochs)
+        return optuna.pruners.HyperbandPruner(min_resource=chunk, max_resource=epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 5)
+
+
+def open_study(config: SweepConfig, objective: Objective, epochs: int,
+               space: SearchSpace) -> optuna.Study:
+    """Create the study, or load it and check that its fixed settings match."""
+    import optuna
+
+    from .storage import open_storage
+
+    storage = open_storage(config.storage)
+    settings = fixed_settings(config, objective, epochs)
+    study = optuna.create_study(
+        storage=storage, study_name=config.study_name, direction="minimize",
+        sampler=make_sampler(config, space), pruner=make_pruner(config, epochs),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+    elif stored != settings:
+        key = next(k for k in settings if stored.get(k) != settings.get(k))
+        raise UsageError(
+            key.replace("_", "-"), settings[key],
+            f"study {config.study_name!r} was created with {key}={stored.get(key)!r}; "
+            "use the same value to resume, or another --study",
+        )
+    return study
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device", device, "CUDA is not available here; use auto or cpu")
+    return device
+
+
+def open_sweep(config: SweepConfig) -> Sweep:
+    """Everything a sweep needs, checked before anything is written."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from objectives import build
+    from tracking.preflight import check_tracking
+    from tracking.study_run import StudyTracker
+
+    objective = build(config.objective, config.objective_args)
+    epochs = config.epochs or objective.default_epochs
+    device = resolve_device(config.device)
+    check_tracking(config.tracking_uri)
+    space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
+                        config.lr_max)
+    study = open_study(config, objective, epochs, space)
+    if config.tracking_uri.startswith("sqlite:///"):
+        Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
+                                                                          exist_ok=True)
+    tracker = StudyTracker(MlflowClient(tracking_uri=config.tracking_uri),
+                           config.experiment_name, config.log_every)
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if parent is None:
+        params = {**space.describe(), "sampler": config.sampler, "pruner": config.pruner,
+                  "seed": config.seed, "n_trials": config.n_trials, "epochs": epochs,
+                  "objective": objective.name,
+                  **{f"objective.{k}": v for k, v in objective.arguments().items()}}
+        parent = tracker.start_parent(study.study_name, params, {"role": "study"})
+        study.set_user_attr(PARENT_ATTR, parent)
+        study.set_user_attr("seed", config.seed)
+    else:
+        tracker.resume_parent(parent)
+    sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device)
+    reap_stale(sweep)
+    return sweep
+
+
+def reap_stale(sweep: Sweep) -> None:
+    """Fail trials left RUNNING by dead processes on this machine, and close their runs."""
+    from optuna.trial import TrialState
+
+    from tracking.study_run import RUN_STATUS
+
+    here = socket.gethostname()
+    study = sweep.study
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if host != here or not pid.isdigit() or _alive(int(pid)):
+            continue
+        optuna_trial = _trial_handle(study, t)
+        optuna_trial.set_user_attr(INTERRUPTED_ATTR, "worker died")
+        study.tell(t.number, state=TrialState.FAIL)
+        log.warning("trial %d was left RUNNING by a dead process; marked FAIL", t.number)
+    # MLflow runs still RUNNING whose trial has ended (a kill between tell and set_terminated)
+    states = {str(t.number): t for t in study.get_trials(deepcopy=False)}
+    client = sweep.tracker.client
+    for run in client.search_runs([sweep.tracker.experiment_id],
+                                  filter_string="attributes.status = 'RUNNING'"):
+        trial = states.get(run.data.tags.get("trial_number", ""))
+        if trial is None or trial.state == TrialState.RUNNING:
+            continue
+        if INTERRUPTED_ATTR in trial.user_attrs:
+            status = RUN_STATUS["interrupted"]
+        else:
+            status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
+                trial.state, "FAILED")
+        client.set_tag(run.info.run_id, "state", trial.state.name.lower())
+        client.set_terminated(run.info.run_id, status=status)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _trial_handle(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> optuna.Trial:
+    import optuna
+
+    return optuna.trial.Trial(study, frozen._trial_id)

@@ -1,0 +1,1 @@
+"""Tracking: MLflow parent/child runs, batched metric logging, artifacts, the UI launcher."""

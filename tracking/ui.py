@@ -1,0 +1,57 @@
+"""Start the MLflow UI on 127.0.0.1 against the project's store.
+
+    python -m tracking.ui                 # http://127.0.0.1:5000
+    python -m tracking.ui --port 5001
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sweeps.cli import Parser, guarded
+from sweeps.config import SweepConfig
+from sweeps.errors import UsageError
+
+__all__ = ["build_parser", "main", "ui_command"]
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="tracking.ui", description=__doc__.split("\n")[0])
+    p.add_argument("--tracking-uri", default=SweepConfig().tracking_uri,
+                   help="backend store (default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    return p
+
+
+def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
+            "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded("tracking.ui", lambda: _serve(args.tracking_uri, args.host, args.port))
+
+
+def _serve(tracking_uri: str, host: str, port: int) -> int:
+    if not 0 < port < 65536:
+        raise UsageError("port", port, "use 1-65535")
+    if tracking_uri.startswith("sqlite:///"):
+        path = tracking_uri.removeprefix("sqlite:///")
+        if not os.path.exists(path):
+            raise UsageError("tracking-uri", tracking_uri, "no such database; run a sweep first")
+    scope = "this machine only" if host == "127.0.0.1" else "reachable from the network"
+    print(f"MLflow UI at http://{host}:{port} ({scope}); Ctrl-C stops it", file=sys.stderr)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    try:
+        return subprocess.call(ui_command(tracking_uri, host, port), env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
