@@ -37,7 +37,11 @@ def setup_logging(quiet: bool) -> None:
         format="%(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("optuna", "mlflow", "alembic", "sqlalchemy"):
+    import mlflow  # noqa: F401  (configures its loggers on import; quieten them after)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for noisy in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
