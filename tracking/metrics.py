@@ -1,4 +1,9 @@
-"""Per-epoch metrics to MLflow off the training thread, in ``log_batch`` calls of 1,000."""
+"""Per-epoch metrics to MLflow off the training thread.
+
+``put`` hands a chunk of epochs to a background thread and returns at once. The thread
+writes it with the direct SQL sink where the store allows it (``tracking.sql_metrics``), and
+with ``MlflowClient.log_batch`` in calls of at most 1,000 metrics otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,15 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from sweeps.stats import EPOCH_METRICS
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     from sweeps.stats import EpochStats
+
+    from .sql_metrics import SqlMetricSink
 
 __all__ = ["BATCH_LIMIT", "MetricWriter", "to_metrics"]
 
@@ -37,22 +46,31 @@ def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Me
 
 
 class MetricWriter:
-    """A background thread that sends queued metrics with ``log_batch``.
+    """A background thread that sends queued chunks of per-epoch metrics.
 
-    ``put`` never waits for MLflow; ``flush`` waits until everything queued was sent (or
-    failed after retries: failures are counted in ``errors`` and logged).
+    ``flush`` waits until everything queued was sent, or failed after retries: failures
+    are logged and kept in ``errors``; training never stops for them.
     """
 
-    def __init__(self, client: MlflowClient) -> None:
+    def __init__(self, client: MlflowClient, sink: SqlMetricSink | None = None,
+                 every: int = 1) -> None:
         self._client = client
-        self._queue: queue.Queue[tuple[str, list[Metric]] | None] = queue.Queue()
+        self._sink = sink
+        self._every = every
+        self._queue: queue.Queue[tuple[str, EpochStats] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
         self._thread.start()
         self.errors: list[str] = []
+        self.values_sent = 0
 
-    def put(self, run_id: str, metrics: list[Metric]) -> None:
-        if metrics:
-            self._queue.put((run_id, metrics))
+    @property
+    def direct(self) -> bool:
+        """True while metrics go straight into the tracking database."""
+        return self._sink is not None
+
+    def put(self, run_id: str, stats: EpochStats) -> None:
+        if len(stats):
+            self._queue.put((run_id, stats))
 
     def flush(self) -> None:
         self._queue.join()
@@ -61,21 +79,36 @@ class MetricWriter:
         self.flush()
         self._queue.put(None)
         self._thread.join()
+        if self._sink is not None:
+            self._sink.close()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            run_id, metrics = item
             try:
-                for i in range(0, len(metrics), BATCH_LIMIT):
-                    self._send(run_id, metrics[i : i + BATCH_LIMIT])
+                self._write(*item)
             finally:
                 self._queue.task_done()
         self._queue.task_done()
+
+    def _write(self, run_id: str, stats: EpochStats) -> None:
+        if self._sink is not None:
+            try:
+                timestamp = int(time.time() * 1000)
+                self.values_sent += self._sink.write(run_id, stats, self._every,
+                                                     EPOCH_METRICS, timestamp)
+                return
+            except Exception as exc:
+                log.warning("direct metric write failed (%s); using log_batch from now", exc)
+                self._sink = None
+        metrics = to_metrics(stats, self._every, EPOCH_METRICS)
+        for i in range(0, len(metrics), BATCH_LIMIT):
+            self._send(run_id, metrics[i : i + BATCH_LIMIT])
 
     def _send(self, run_id: str, batch: list[Metric]) -> None:
         for attempt in range(_RETRIES):
             try:
                 self._client.log_batch(run_id, metrics=batch, synchronous=True)
+                self.values_sent += len(batch)
                 return
             except Exception as exc:  # keep training; report at flush
                 if attempt == _RETRIES - 1:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from sweeps.loop import Observer, TrainResult
-from sweeps.stats import EPOCH_METRICS, EpochStats
+from sweeps.stats import EpochStats
 
-from .metrics import MetricWriter, to_metrics
+from .metrics import MetricWriter
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,11 +40,14 @@ def artifact_root(tracking_uri: str) -> str | None:
 class StudyTracker:
     """Creates or reattaches to the study's experiment and parent run."""
 
-    def __init__(self, client: MlflowClient, experiment: str, log_every: int = 1) -> None:
+    def __init__(self, client: MlflowClient, experiment: str, log_every: int = 1,
+                 direct: bool = True) -> None:
+        from .sql_metrics import connect
+
         self.client = client
-        self.log_every = log_every
         self.experiment_id = self._experiment(experiment)
-        self.writer = MetricWriter(client)
+        sink = connect(client.tracking_uri) if direct else None
+        self.writer = MetricWriter(client, sink, log_every)
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -107,9 +110,7 @@ class TrialRun(Observer):
         self.extra_tags: dict[str, str] = {}
 
     def on_chunk(self, stats: EpochStats) -> bool:
-        self.tracker.writer.put(
-            self.run_id, to_metrics(stats, self.tracker.log_every, EPOCH_METRICS)
-        )
+        self.tracker.writer.put(self.run_id, stats)
         return False
 
     def on_end(self, result: TrainResult) -> None:
