@@ -117,10 +117,10 @@ def train(
     except Exception as exc:
         if epoch == 0 and recorder.size == 0 and not parts:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
-        if recorder.size:
-            flush()
-        return _finish(observers, parts, "failed", math.nan, f"{type(exc).__name__}: {exc}",
-                       epoch, None)
+        outcome = flush() if recorder.size else "complete"
+        if not isinstance(outcome, tuple):  # the exception, not an earlier NaN, ended it
+            return _finish(observers, parts, "failed", math.nan,
+                           f"{type(exc).__name__}: {exc}", epoch, None)
     except BaseException:  # interrupted: hand the epochs already run to the observers
         if recorder.size:
             flush()

@@ -59,6 +59,19 @@ class SearchSpace:
         low, high = OPTIMIZERS[optimizer].lr_range
         return (self.lr_min or low, self.lr_max or high)
 
+    def validated(self) -> SearchSpace:
+        """This space, or ``UsageError`` if a bound leaves an optimizer an empty lr range."""
+        from .errors import UsageError
+
+        for name in self.optimizers:
+            low, high = self.lr_range(name)
+            if low >= high:
+                field, value = ("lr-min", low) if self.lr_min else ("lr-max", high)
+                raise UsageError(field, value, f"the lr range of {name} would be "
+                                               f"{low:g}..{high:g}; give both --lr-min and "
+                                               "--lr-max, min below max")
+        return self
+
     def sample(self, trial: optuna.Trial) -> Hyperparams:
         """Draw one configuration (continuous sub-parameters; for a grid, see ``grid``)."""
         optimizer = trial.suggest_categorical("optimizer", list(self.optimizers))

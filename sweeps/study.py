@@ -66,11 +66,12 @@ class Sweep:
     parent_run_id: str
     device: str
     extra_observers: tuple[Observer, ...] = ()
+    exhausted: bool = False  # a grid search ran its last point
 
     def run(self) -> None:
         """Run trials until the target is reached (or the timeout passes)."""
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
-        while len(counted_trials(self.study)) < self.config.n_trials:
+        while len(counted_trials(self.study)) < self.config.n_trials and not self.exhausted:
             if deadline is not None and time.monotonic() > deadline:
                 log.info("timeout reached; the study can be resumed with the same command")
                 return
@@ -117,11 +118,10 @@ class Sweep:
         for key, value in summary_attrs(result).items():
             trial.set_user_attr(key, value)
         if result.status == "complete":
-            self.study.tell(trial, result.final_loss)
-        elif result.status == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED)
+            self._tell(trial, result.final_loss, TrialState.COMPLETE)
         else:
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, None, TrialState.PRUNED if result.status == "pruned"
+                       else TrialState.FAIL)
         log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
         return result
@@ -150,6 +150,16 @@ class Sweep:
             log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
                      best["params"])
         client.set_terminated(self.parent_run_id, status=status)
+
+    def _tell(self, trial: optuna.Trial, value: float | None, state: Any) -> None:
+        """``study.tell``; a grid sampler's ``study.stop()`` on its last point ends the sweep."""
+        try:
+            self.study.tell(trial, value, state=state)
+        except RuntimeError as exc:  # GridSampler stops the study outside optimize()
+            if "Study.stop" not in str(exc):
+                raise
+            log.info("the grid is exhausted")
+            self.exhausted = True
 
     def run_params(self, hp: Hyperparams) -> dict[str, Any]:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
@@ -260,7 +270,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
     device = resolve_device(config.device)
     check_tracking(config.tracking_uri)
     space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
-                        config.lr_max)
+                        config.lr_max).validated()
     study = open_study(config, objective, epochs, space)
     if config.tracking_uri.startswith("sqlite:///"):
         Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
