@@ -17,11 +17,12 @@ from .errors import UsageError
 from .optimizers import OPTIMIZERS
 from .schedulers import SCHEDULERS
 
-__all__ = ["PRUNERS", "SAMPLERS", "SweepConfig", "load_toml", "parse_kv"]
+__all__ = ["PRUNERS", "SAMPLERS", "WORKERS_STORAGE", "SweepConfig", "load_toml", "parse_kv"]
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "none")
 DEVICES = ("auto", "cpu", "cuda")
+WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # default storage for --workers > 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 NAME_RULE = "use 1-100 letters, digits, '_', '.', '-', starting with a letter or digit"
 

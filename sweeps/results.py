@@ -49,6 +49,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("interrupted") == "surplus":  # drawn after the target was met
+            continue
         hp = t.user_attrs.get("hparams", {})
         state = t.state.name
         if "interrupted" in t.user_attrs:

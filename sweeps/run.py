@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from .cli import Parser, guarded, setup_logging
-from .config import SweepConfig, load_toml, parse_kv, split_names
+from .config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -47,7 +47,8 @@ def build_parser() -> Parser:
                                           "(default: sqlite:///mlruns/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the study name)")
     p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
-    p.add_argument("--workers", type=int, help="worker processes (default: 1)")
+    p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
+                                               f"default storage is {WORKERS_STORAGE})")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
@@ -65,6 +66,8 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         values["objective_args"] = {**values.get("objective_args", {}),
                                     **parse_kv(options.pop("objective_arg"))}
     values.update(options)
+    if values.get("workers", 1) > 1 and "storage" not in values:
+        values["storage"] = WORKERS_STORAGE  # several writers: Optuna's journal file
     return SweepConfig().with_overrides(values).validated()
 
 
@@ -81,7 +84,11 @@ def _run(config: SweepConfig) -> int:
     sweep = open_sweep(config)
     with terminate_as_exception():
         try:
-            sweep.run()
+            if config.workers > 1:
+                from .workers import run_workers
+
+                run_workers(sweep, config.workers)
+            sweep.run()  # single process, or what dead workers left undone
         except (KeyboardInterrupt, Terminated) as exc:
             sweep.finish("KILLED")
             log.warning("interrupted; run the same command again to resume the study")

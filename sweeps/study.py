@@ -14,6 +14,7 @@ from .config import SweepConfig
 from .errors import UsageError
 from .hparams import Hyperparams
 from .loop import Observer, TrainResult, default_chunk, train
+from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
 from .space import SearchSpace
 from .stats import EpochStats
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "lrsweep_settings"  # fixed settings, compared on resume
 PARENT_ATTR = "mlflow_parent_run_id"
-INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
 COUNTED = ("COMPLETE", "PRUNED", "FAIL")
 
 
@@ -43,12 +43,15 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 class OptunaReporter(Observer):
-    """Reports each chunk's last loss as an intermediate value and asks the pruner."""
+    """Reports each chunk's last loss as an intermediate value, asks the pruner, and keeps
+    the trial's heartbeat fresh."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
+        self.heartbeat = Heartbeat(trial)
 
     def on_chunk(self, stats: EpochStats) -> bool:
+        self.heartbeat.beat()
         if not len(stats):
             return False
         self.trial.report(float(stats.loss[-1]), step=int(stats.epochs[-1]))
@@ -72,13 +75,23 @@ class Sweep:
         """Run trials until the target is reached (or the timeout passes)."""
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
         while len(counted_trials(self.study)) < self.config.n_trials and not self.exhausted:
+            reap_stale(self.study, self.tracker)
             if deadline is not None and time.monotonic() > deadline:
                 log.info("timeout reached; the study can be resumed with the same command")
+                return
+            if self._others_fill_target():
                 return
             trial = self.study.ask()
             if self._surplus(trial):
                 return
             self.run_trial(trial)
+
+    def _others_fill_target(self) -> bool:
+        """True if the running trials of other workers will complete the target."""
+        from optuna.trial import TrialState
+
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return len(counted_trials(self.study)) + len(running) >= self.config.n_trials
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """True (and the trial discarded) if other workers already fill the target."""
@@ -100,6 +113,7 @@ class Sweep:
         trial.set_user_attr("hparams", hp.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
+        Heartbeat(trial).beat()
         run = self.tracker.start_trial(
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
         )
@@ -289,54 +303,5 @@ def open_sweep(config: SweepConfig) -> Sweep:
     else:
         tracker.resume_parent(parent)
     sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device)
-    reap_stale(sweep)
+    reap_stale(study, tracker, close_orphan_runs=True)
     return sweep
-
-
-def reap_stale(sweep: Sweep) -> None:
-    """Fail trials left RUNNING by dead processes on this machine, and close their runs."""
-    from optuna.trial import TrialState
-
-    from tracking.study_run import RUN_STATUS
-
-    here = socket.gethostname()
-    study = sweep.study
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if host != here or not pid.isdigit() or _alive(int(pid)):
-            continue
-        optuna_trial = _trial_handle(study, t)
-        optuna_trial.set_user_attr(INTERRUPTED_ATTR, "worker died")
-        study.tell(t.number, state=TrialState.FAIL)
-        log.warning("trial %d was left RUNNING by a dead process; marked FAIL", t.number)
-    # MLflow runs still RUNNING whose trial has ended (a kill between tell and set_terminated)
-    states = {str(t.number): t for t in study.get_trials(deepcopy=False)}
-    client = sweep.tracker.client
-    for run in client.search_runs([sweep.tracker.experiment_id],
-                                  filter_string="attributes.status = 'RUNNING'"):
-        trial = states.get(run.data.tags.get("trial_number", ""))
-        if trial is None or trial.state == TrialState.RUNNING:
-            continue
-        if INTERRUPTED_ATTR in trial.user_attrs:
-            status = RUN_STATUS["interrupted"]
-        else:
-            status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
-                trial.state, "FAILED")
-        client.set_tag(run.info.run_id, "state", trial.state.name.lower())
-        client.set_terminated(run.info.run_id, status=status)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _trial_handle(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> optuna.Trial:
-    import optuna
-
-    return optuna.trial.Trial(study, frozen._trial_id)
