@@ -27,10 +27,10 @@ def load_study(storage_url: str, name: str) -> optuna.Study:
     """An existing study; ``UsageError`` (and nothing created) if it does not exist."""
     import optuna
 
-    from .storage import open_storage, redact
+    from .storage import local_path, open_storage, redact
 
-    if storage_url.startswith("sqlite:///"):
-        path = Path(storage_url.removeprefix("sqlite:///"))
+    path = local_path(storage_url)
+    if path is not None:
         if not path.exists():
             raise UsageError("storage", storage_url, "no such database file; run a sweep first")
     storage = open_storage(storage_url)

@@ -12,10 +12,31 @@ from .errors import UsageError
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-__all__ = ["JOURNAL_SCHEME", "open_storage", "redact"]
+__all__ = ["JOURNAL_SCHEME", "absolute_uri", "local_path", "open_storage", "redact"]
 
 JOURNAL_SCHEME = "journal:///"
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def local_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` or ``journal:///`` URL (relative as given), else None."""
+    for prefix in ("sqlite:///", JOURNAL_SCHEME):
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            return Path(url.removeprefix(prefix))
+    return None
+
+
+def absolute_uri(url: str, *, create_folder: bool = False) -> str:
+    """``url`` with a local file path made absolute (MLflow caches stores by URI, so a
+    relative one would follow the first working directory); optionally creates its folder."""
+    path = local_path(url)
+    if path is None:
+        return url
+    path = path.resolve()
+    if create_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = JOURNAL_SCHEME if url.startswith(JOURNAL_SCHEME) else "sqlite:///"
+    return prefix + str(path)
 
 
 def redact(url: str) -> str:
@@ -33,17 +54,15 @@ def open_storage(url: str) -> BaseStorage:
     """The storage behind ``url``; creates the folder of a local SQLite or journal file."""
     import optuna
 
+    url = absolute_uri(url, create_folder=True)
     if url.startswith(JOURNAL_SCHEME):
         path = Path(url.removeprefix(JOURNAL_SCHEME))
-        path.parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in _SQL_SCHEMES:
         allowed = "use sqlite:///PATH, postgresql://..., or journal:///PATH"
         raise UsageError("storage", redact(url), allowed)
-    if scheme == "sqlite" and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine)

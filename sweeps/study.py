@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from objectives import Objective
     from tracking.study_run import StudyTracker
 
+    from .storage import absolute_uri
+
 __all__ = ["COUNTED", "Sweep", "counted_trials", "open_sweep"]
 
 log = logging.getLogger(__name__)
@@ -271,13 +273,13 @@ def resolve_device(device: str) -> str:
 
 def open_sweep(config: SweepConfig) -> Sweep:
     """Everything a sweep needs, checked before anything is written."""
-    from pathlib import Path
-
     from mlflow import MlflowClient
 
     from objectives import build
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
+
+    from .storage import absolute_uri
 
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
@@ -286,10 +288,8 @@ def open_sweep(config: SweepConfig) -> Sweep:
     space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
                         config.lr_max).validated()
     study = open_study(config, objective, epochs, space)
-    if config.tracking_uri.startswith("sqlite:///"):
-        Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                          exist_ok=True)
-    tracker = StudyTracker(MlflowClient(tracking_uri=config.tracking_uri),
+    tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
+    tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
                            config.experiment_name, config.log_every)
     parent = study.user_attrs.get(PARENT_ATTR)
     if parent is None:

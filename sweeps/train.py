@@ -137,18 +137,16 @@ def _train(args: Any) -> int:
 
 
 def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[Any, Any]:
-    from pathlib import Path
-
     from mlflow import MlflowClient
 
     from tracking.preflight import check_tracking
+
+    from .storage import absolute_uri
     from tracking.study_run import StudyTracker
 
     check_tracking(args.tracking_uri)
-    if args.tracking_uri.startswith("sqlite:///"):
-        Path(args.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                        exist_ok=True)
-    tracker = StudyTracker(MlflowClient(tracking_uri=args.tracking_uri), args.experiment)
+    uri = absolute_uri(args.tracking_uri, create_folder=True)
+    tracker = StudyTracker(MlflowClient(tracking_uri=uri), args.experiment)
     params = {**spec.hp.to_dict(), "epochs": epochs, "objective": objective.name,
               **{f"objective.{k}": v for k, v in objective.arguments().items()}}
     return tracker, tracker.start_run(params, {"role": "train"})

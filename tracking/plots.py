@@ -12,6 +12,7 @@ end of a sweep::
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
-__all__ = ["FILES", "Curve", "histories_by_run", "histories_from_mlflow", "loss_curves",
-           "loss_vs_lr", "optimization_history", "param_importances", "save", "top_run_ids",
-           "trial_label", "update_ratio_curves", "write_sweep_plots"]
+__all__ = ["FILES", "Curve", "History", "histories_by_run", "histories_from_mlflow",
+           "loss_curves", "loss_vs_lr", "optimization_history", "optimizer_colors",
+           "param_importances", "save", "series", "top_run_ids", "trial_label",
+           "update_ratio_curves", "write_sweep_plots"]
 
 # File names written by ``write_sweep_plots``, in order.
 FILES = ("loss_curves.png", "update_ratio.png", "loss_vs_lr.png", "optimization_history.png",
@@ -78,8 +80,8 @@ def loss_curves(curves: Mapping[str, History],
                 reference: Mapping[str, History] | None = None) -> Figure:
     """Loss against epoch (log y) for each labelled trial; ``reference`` dashed black."""
     fig, ax = _figure()
-    _draw_curves(ax, curves, reference, "loss")
-    ax.set_yscale("log")
+    if _draw_curves(ax, curves, reference, "loss"):
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title("Training loss of the top trials")
@@ -101,7 +103,7 @@ def update_ratio_curves(curves: Mapping[str, History],
     high = max(float(values.max()) if len(values) else target, target) * 10
     ax.axhspan(low, stalled_below, color="tab:red", alpha=0.12, lw=0,
                label=f"stalled (< {_sci(stalled_below, 1)})")
-    ax.axhline(target, color="tab:green", ls=":", lw=1.5, label=f"target ({_sci(target, 1)})")
+    ax.axhline(target, color="dimgrey", ls=":", lw=1.5, label=f"target (~{_sci(target, 1)})")
     ax.set_ylim(low, high)
     ax.set_xlabel("epoch")
     ax.set_ylabel("update ratio (|Δθ| / |θ| per step)")
@@ -127,10 +129,9 @@ def loss_vs_lr(frame: pd.DataFrame) -> Figure:
     rows = rows[np.isfinite(rows["lr"]) & (rows["lr"] > 0)]
     losses = rows["final_loss"][np.isfinite(rows["final_loss"]) & (rows["final_loss"] > 0)]
     failed_y = float(losses.max()) * 3 if len(losses) else 1.0
-    optimizers = sorted(rows["optimizer"].dropna().unique())
+    colors = optimizer_colors(rows["optimizer"].dropna().unique())
     handles: list[Line2D] = []
-    for i, name in enumerate(optimizers):
-        color = f"C{i % 10}"
+    for name, color in colors.items():
         mine = rows[rows["optimizer"] == name]
         done = mine[(mine["state"] == "COMPLETE") & np.isfinite(mine["final_loss"])]
         pruned = mine[(mine["state"] == "PRUNED") & np.isfinite(mine["final_loss"])]
@@ -158,7 +159,7 @@ def loss_vs_lr(frame: pd.DataFrame) -> Figure:
     ax.set_title("Final loss against learning rate")
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title="optimizer", fontsize="small", frameon=False)
+                  fontsize="small", frameon=False)
     return fig
 
 
@@ -186,8 +187,8 @@ def optimization_history(study: optuna.Study) -> Figure:
     if pruned:
         last = [(t.number, t.intermediate_values[max(t.intermediate_values)]) for t in pruned]
         last = [(n, v) for n, v in last if math.isfinite(v)]
-        ax.scatter([n for n, _ in last], [v for _, v in last], facecolors="none", edgecolors="grey",
-                   s=30, zorder=2, label="pruned (last reported loss)")
+        ax.scatter([n for n, _ in last], [v for _, v in last], facecolors="none",
+                   edgecolors="grey", s=30, zorder=2, label="pruned (last reported loss)")
     ax.step(numbers, best, where="post", color="C3", lw=1.8, label="best so far")
     if all(y > 0 for y in _offsets_y(ax)):
         ax.set_yscale("log")
@@ -200,11 +201,11 @@ def param_importances(study: optuna.Study,
                       ) -> Figure:
     """Optuna's parameter importances for the final loss, as horizontal bars.
 
-    The search space names each optimizer's learning rate ``lr_<optimizer>``; Optuna only
-    ranks parameters present in every completed trial, so these are merged into one ``lr``
-    first. Sub-parameters of some optimizers or schedulers only (momentum, step_size, ...) are
-    left out by Optuna for the same reason. With fewer than two completed trials the figure
-    says so instead.
+    The search space names each optimizer's learning rate ``lr_<optimizer>``, which would split
+    the learning rate into one bar per optimizer, each seen by a few trials only; they are
+    merged into one ``lr`` first. ``evaluator`` defaults to Optuna's (PED-ANOVA in Optuna 5;
+    fANOVA ranks only the parameters every completed trial has). With fewer than two completed
+    trials the figure says so instead of ranking.
     """
     from optuna.importance import get_param_importances
 
@@ -217,7 +218,9 @@ def param_importances(study: optuna.Study,
         _note(ax, f"parameter importances need at least 2 completed trials (this study has {n})")
         return fig
     try:
-        importances = get_param_importances(merged, evaluator=evaluator)
+        with warnings.catch_warnings():  # "may be inaccurate" for small regimes: see the label
+            warnings.simplefilter("ignore", UserWarning)
+            importances = get_param_importances(merged, evaluator=evaluator)
     except (ValueError, RuntimeError) as exc:  # e.g. nothing varies between the trials
         _note(ax, f"Optuna could not rank the parameters: {exc}")
         return fig
@@ -230,6 +233,7 @@ def param_importances(study: optuna.Study,
     ax.bar_label(bars, labels=[f"{s:.2f}" for s in scores], padding=3, fontsize="small")
     ax.set_xlim(0, max(1.0, max(scores) * 1.15))
     ax.set_ylabel("parameter")
+    ax.set_xlabel(f"importance for the final loss (fraction of the total; {n} completed trials)")
     return fig
 
 
@@ -310,6 +314,18 @@ def histories_by_run(client: MlflowClient, run_ids: Mapping[str, str] | Iterable
     return {label: {m: per_metric[m][label] for m in metrics} for label in labelled}
 
 
+def optimizer_colors(names: Iterable[str]) -> dict[str, str]:
+    """A colour per optimizer, the same in every plot and study (``OPTIMIZERS`` order)."""
+    from sweeps.optimizers import OPTIMIZERS
+
+    known = list(OPTIMIZERS)
+    wanted = set(names)
+    ordered = [n for n in known if n in wanted] + sorted(wanted - set(known))
+    slot = {n: i for i, n in enumerate(known)}
+    extra = iter(range(len(known), len(known) + len(ordered)))
+    return {n: f"C{(slot[n] if n in slot else next(extra)) % 10}" for n in ordered}
+
+
 def _figure(size: tuple[float, float] = _SIZE) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
@@ -344,6 +360,8 @@ def _legend_outside(ax: Axes) -> None:
 def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", wrap=True,
             color="dimgrey")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _offsets_y(ax: Axes) -> list[float]:
@@ -351,9 +369,9 @@ def _offsets_y(ax: Axes) -> list[float]:
 
 
 def _sci(x: float, digits: int = 2) -> str:
-    """``3.2e-3``: short scientific notation without exponent padding."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
+    """``3.2e-3``, ``0.27``, ``20``: ``digits`` significant digits, short exponents."""
+    if x == 0 or not math.isfinite(x) or 1e-2 <= abs(x) < 1e3:
+        return f"{x:.{digits}g}"
     mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
 

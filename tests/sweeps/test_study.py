@@ -22,7 +22,7 @@ def test_seed_case_read_back_from_mlflow(tmp_path: Path, monkeypatch: pytest.Mon
     out = capsys.readouterr().out
     assert "mean shares: 24.5626 -> 24.5633" in out
     run_id = re.search(r"mlflow run: (\w+)", out).group(1)
-    client = MlflowClient(tracking_uri="sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     first = {m: client.get_metric_history(run_id, m)[0] for m in
              ("grad_abs_mean", "update_abs_mean", "loss")}
     assert first["grad_abs_mean"].step == 0
@@ -52,7 +52,7 @@ def test_rerunning_the_same_command_continues_the_study(tmp_path: Path,
     assert _sweep("--n-trials", "5") == 0
     study = load_study("sqlite:///mlruns/optuna.db", "resume")
     assert len(counted_trials(study)) == 5
-    client = MlflowClient(tracking_uri="sqlite:///mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     assert sum("mlflow.parentRunId" not in r.data.tags for r in runs) == 1
     assert len(runs) == 6
