@@ -46,7 +46,9 @@ def build(spec: str, args: Mapping[str, str] | None = None) -> Objective:
     except ObjectiveError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ObjectiveError("objective-arg", dict(args or {}), str(exc)) from None
+        if args:
+            raise ObjectiveError("objective-arg", dict(args), str(exc)) from None
+        raise ObjectiveError("objective", spec, f"it could not be built ({exc})") from None
     if not isinstance(objective, Objective):
         raise ObjectiveError(
             "objective", spec, "it must build an object with init_params, loss and arguments"

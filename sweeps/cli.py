@@ -12,14 +12,14 @@ from objectives import ObjectiveError
 
 from .errors import UsageError
 
-__all__ = ["Parser", "guarded", "setup_logging"]
+__all__ = ["Parser", "add_study_options", "guarded", "one_line", "setup_logging"]
 
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` with the error as one line on stderr (no usage block), exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
 def guarded(prog: str, body: Callable[[], int]) -> int:
@@ -27,8 +27,13 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
     try:
         return body()
     except (UsageError, ObjectiveError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: line breaks become ' | ' (a bad input is one stderr line)."""
+    return " | ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def setup_logging(quiet: bool) -> None:

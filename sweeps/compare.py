@@ -35,6 +35,11 @@ def _compare(args) -> int:  # type: ignore[no-untyped-def]
         raise UsageError("sort", args.sort, f"use one of {', '.join(COLUMNS)}")
     if args.top is not None and args.top < 1:
         raise UsageError("top", args.top, "use an integer >= 1")
+    if args.csv:
+        from pathlib import Path
+
+        if Path(args.csv).is_dir() or not Path(args.csv).parent.is_dir():
+            raise UsageError("csv", args.csv, "use a file path in an existing folder")
     frame = trials_frame(load_study(args.storage, args.study))
     frame = frame.sort_values(args.sort, na_position="last", kind="stable")
     if args.top:

@@ -77,6 +77,10 @@ class SweepConfig:
                 raise UsageError(name.replace("_", "-"), value, "use a finite number > 0")
         if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
             raise UsageError("lr-min", self.lr_min, f"use a value below lr-max ({self.lr_max})")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise UsageError("seed", self.seed, "use an integer from 0 to 2**32 - 1")
+        if self.export is not None:
+            _writable_file("export", self.export)
         if self.timeout is not None and not self.timeout > 0:
             raise UsageError("timeout", self.timeout, "use a number of seconds > 0")
         for label, name in (("study", self.study), ("experiment", self.experiment)):
@@ -133,7 +137,12 @@ def _coerce(name: str, value: Any) -> Any:
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
         return _bad_type(label, value, allowed)
-    return float(value) if float in allowed else value
+    if float not in allowed:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise UsageError(label, value, "use a number within the float range") from None
 
 
 def _bad_type(label: str, value: Any, allowed: tuple[type, ...]) -> Any:
@@ -154,6 +163,12 @@ def parse_kv(items: list[str], label: str = "objective-arg") -> dict[str, str]:
             raise UsageError(label, item, "use KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
+
+
+def _writable_file(label: str, path: str) -> None:
+    target = Path(path)
+    if target.is_dir() or not target.parent.is_dir():
+        raise UsageError(label, path, "use a file path in an existing folder")
 
 
 def _names(label: str, names: tuple[str, ...], allowed: dict[str, Any]) -> None:

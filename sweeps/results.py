@@ -32,7 +32,8 @@ def load_study(storage_url: str, name: str) -> optuna.Study:
     path = local_path(storage_url)
     if path is not None:
         if not path.exists():
-            raise UsageError("storage", storage_url, "no such database file; run a sweep first")
+            raise UsageError("storage", storage_url, f"no such file, so no study {name!r}; "
+                                                     "run a sweep first")
     storage = open_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import Parser, guarded, setup_logging
-from .config import SweepConfig, parse_kv
+from .config import DEVICES, SweepConfig, parse_kv
 from .errors import UsageError
 from .hparams import Hyperparams
 from .optimizers import OPTIMIZERS
@@ -46,7 +46,8 @@ def build_parser() -> Parser:
     p.add_argument("--option", metavar="K=V", action="append", default=[],
                    help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the objective's)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto (default), cpu or cuda")
     p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
     p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
@@ -81,12 +82,14 @@ def spec_from_export(path: str) -> RunSpec:
     if isinstance(data, dict) and isinstance(data.get("trials"), list) and data["trials"]:
         data = data["trials"][0]
     try:
-        objective = data["objective"]
-        hp = Hyperparams.from_dict(data["params"])
-        return RunSpec(str(objective["name"]),
-                       {str(k): str(v) for k, v in objective.get("args", {}).items()},
+        objective, params = data["objective"], data["params"]
+        args = objective.get("args", {})
+        if not isinstance(params, dict) or not isinstance(args, dict):
+            raise TypeError("'params' and 'objective.args' must be JSON objects")
+        hp = Hyperparams.from_dict(params)
+        return RunSpec(str(objective["name"]), {str(k): str(v) for k, v in args.items()},
                        hp, int(data["epochs"]), float(data["value"]))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
 
 
@@ -98,6 +101,7 @@ def _number(field: str, raw: str) -> float:
 
 
 def validate(spec: RunSpec) -> None:
+    """``UsageError`` for the first bad hyperparameter (before anything is written)."""
     hp = spec.hp
     if hp.optimizer not in OPTIMIZERS:
         raise UsageError("optimizer", hp.optimizer, f"use one of {', '.join(OPTIMIZERS)}")
@@ -107,6 +111,30 @@ def validate(spec: RunSpec) -> None:
         raise UsageError("lr", hp.lr, "use a finite number > 0")
     if spec.epochs is not None and spec.epochs < 1:
         raise UsageError("epochs", spec.epochs, "use an integer >= 1")
+    allowed = OPTIMIZERS[hp.optimizer].searched + SCHEDULERS[hp.scheduler].searched
+    for key, value in hp.options.items():
+        if key not in allowed:
+            names = ", ".join(allowed) or "no sub-parameters"
+            raise UsageError("option", key, f"{hp.optimizer} with {hp.scheduler} takes {names}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise UsageError(f"option {key}", value, "use a finite number")
+    _check_buildable(hp, spec.epochs or 1)
+
+
+def _check_buildable(hp: Hyperparams, epochs: int) -> None:
+    """torch's own checks of the sub-parameters (momentum >= 0, ...), on a dummy tensor."""
+    import torch
+
+    from .optimizers import build_optimizer
+    from .schedulers import build_scheduler
+
+    try:
+        optimizer = build_optimizer(hp.optimizer, [torch.zeros(1, requires_grad=True)], hp.lr,
+                                    hp.options)
+        build_scheduler(hp.scheduler, optimizer, epochs, hp.options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError("option", hp.options, f"torch refuses it ({exc})") from None
 
 
 def _train(args: Any) -> int:
@@ -117,7 +145,13 @@ def _train(args: Any) -> int:
 
     setup_logging(args.quiet)
     spec = spec_from_args(args)
-    validate(spec)
+    try:
+        validate(spec)
+    except UsageError as exc:
+        if not args.params:
+            raise
+        raise UsageError("params", args.params, f"its {exc.field} {exc.value!r} is not valid; "
+                                                f"{exc.allowed}") from None
     objective = build(spec.objective, spec.objective_args)
     epochs = spec.epochs or objective.default_epochs
     device = resolve_device(args.device)

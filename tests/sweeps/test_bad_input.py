@@ -156,9 +156,7 @@ CASES = [
     run("run-epochs-negative", ["--epochs", "-5"], "epochs", "-5"),
     run("run-n-trials-zero", ["--n-trials", "0"], "n-trials", "0"),
     run("run-n-trials-negative", ["--n-trials", "-3"], "n-trials", "-3"),
-    run("run-seed-negative", ["--seed", "-1", "--tracking-uri", ABS_TRACKING], "seed", "-1",
-        bug="--seed -1 is not validated: open_study creates mlruns/optuna.db, then the sampler "
-            "raises ValueError('Seed must be between 0 and 2**32 - 1'): a traceback"),
+    run("run-seed-negative", ["--seed", "-1", "--tracking-uri", ABS_TRACKING], "seed", "-1"),
     # sweeps.run: the objective
     run("run-unknown-objective", ["--objective", "nope"], "objective", "nope"),
     run("run-objective-module-missing", ["--objective", "no_such_pkg.mod:Obj"],
@@ -166,10 +164,7 @@ CASES = [
     run("run-objective-attr-missing", ["--objective", "objectives.rebalance:Nope"],
         "objective", "objectives.rebalance:Nope"),
     run("run-objective-not-an-objective", ["--objective", "json:dumps"],
-        "objective", "json:dumps",
-        bug="--objective json:dumps: the line reads \"objective-arg: {} is not valid; dumps() "
-            "missing 1 required positional argument\": it names neither the field objective "
-            "nor the value json:dumps"),
+        "objective", "json:dumps"),
     run("run-objective-arg-malformed", ["--objective-arg", "size16"], "objective-arg", "size16"),
     run("run-objective-arg-empty-key", ["--objective-arg", "=16"], "objective-arg", "=16"),
     run("run-objective-arg-unknown-key", ["--objective-arg", "colour=red"],
@@ -192,10 +187,7 @@ CASES = [
         "experiment", "my experiment"),
     run("run-export-missing-folder",
         ["--export", "nodir/best.json", "--optimizers", "adam", "--schedulers", "none",
-         "--tracking-uri", ABS_TRACKING], "export", "nodir/best.json",
-        bug="--export nodir/best.json is only checked when the sweep ends: the whole sweep "
-            "runs, mlruns/ is written, then 'out: ... use a path in an existing folder' "
-            "(exit 2) and the parent MLflow run is never terminated"),
+         "--tracking-uri", ABS_TRACKING], "export", "nodir/best.json"),
     # sweeps.run: servers and stores
     run("run-unreachable-tracking-server", ["--tracking-uri", "http://127.0.0.1:9"],
         "tracking-uri", "http://127.0.0.1:9", max_seconds=10),
@@ -204,9 +196,7 @@ CASES = [
         "storage", "redis://localhost/0"),
     run("run-unreachable-postgres",
         ["--storage", "postgresql+psycopg2://u:secret@127.0.0.1:9/db"],
-        "storage", "127.0.0.1:9", absent=["secret"], max_seconds=10,
-        bug="unreachable PostgreSQL storage: the message embeds SQLAlchemy's multi-line "
-            "OperationalError (4 stderr lines)"),
+        "storage", "127.0.0.1:9", absent=["secret"], max_seconds=10),
     # sweeps.run: values argparse rejects
     run("run-n-trials-not-a-number", ["--n-trials", "many"], "n-trials", "many"),
     run("run-epochs-not-an-integer", ["--epochs", "1.5"], "epochs", "1.5"),
@@ -214,9 +204,7 @@ CASES = [
     run("run-seed-not-a-number", ["--seed", "x1"], "seed", "x1"),
     run("run-unknown-flag", ["--learning-rate", "0.1"], "--learning-rate"),
     run("run-flag-without-value", ["--epochs"], "--epochs"),
-    run("run-unrecognised-multiline-argument", ["stray\nword"], "unrecognized", "stray",
-        bug="an unrecognised argument holding a newline is echoed raw by argparse "
-            "('unrecognized arguments: stray<newline>word'): two stderr lines"),
+    run("run-unrecognised-multiline-argument", ["stray\nword"], "unrecognized", "stray"),
     # TOML config files
     run("config-missing-file", ["--config", "missing.toml"], "config", "missing.toml"),
     run("config-is-a-folder", ["--config", "conf.d"], "config", "conf.d",
@@ -235,9 +223,7 @@ CASES = [
            "objective_args", "size=3"),
     config("config-unknown-optimizer", 'optimizers = ["sgd", "lion"]\n', "optimizers", "lion"),
     config("config-lr-min-negative", "lr_min = -1.0\n", "lr-min", "-1.0"),
-    config("config-huge-integer", "lr_min = 1" + "0" * 400 + "\n", "lr_min", "1" + "0" * 400,
-           bug="an integer too large for a float in a float key (lr_min = 1 followed by 400 "
-               "zeros): load_toml's float(value) raises OverflowError: a traceback"),
+    config("config-huge-integer", "lr_min = 1" + "0" * 400 + "\n", "lr_min", "1" + "0" * 400),
     # sweeps.train
     train("train-unknown-optimizer", ["--optimizer", "lion", "--lr", "0.1"],
           "optimizer", "lion"),
@@ -261,25 +247,17 @@ CASES = [
           "tracking-uri", "http://127.0.0.1:9", max_seconds=10),
     train("train-bad-device",
           ["--optimizer", "sgd", "--lr", "0.1", "--epochs", "3", "--device", "gpu",
-           "--tracking-uri", ABS_TRACKING], "device", "gpu",
-          bug="sweeps.train --device gpu is not validated: the MLflow run is created, then "
-              "torch raises RuntimeError('Expected one of cpu, cuda, ... device type'): a "
-              "traceback"),
+           "--tracking-uri", ABS_TRACKING], "device", "gpu"),
     train("train-option-malformed", ["--optimizer", "momentum", "--lr", "0.1", "--option",
                                      "momentum"], "option", "momentum"),
     train("train-option-not-a-number", ["--optimizer", "momentum", "--lr", "0.1", "--option",
                                         "momentum=fast"], "momentum", "fast"),
     train("train-option-out-of-range",
           ["--optimizer", "momentum", "--lr", "0.1", "--epochs", "3", "--option",
-           "momentum=-1", "--tracking-uri", ABS_TRACKING], "momentum", "-1",
-          bug="sweeps.train --option momentum=-1: the MLflow run is created, then "
-              "ObjectiveStartError('ValueError: Invalid momentum value: -1.0') escapes: a "
-              "traceback"),
+           "momentum=-1", "--tracking-uri", ABS_TRACKING], "momentum", "-1"),
     train("train-option-unknown-key",
           ["--optimizer", "sgd", "--lr", "0.1", "--epochs", "3", "--option", "colour=1",
-           "--no-track"], "option", "colour",
-          bug="sweeps.train --option colour=1: an unknown sub-parameter is silently ignored "
-              "and the run completes (exit 0)"),
+           "--no-track"], "option", "colour"),
     train("train-params-missing-file", ["--params", "best.json"], "params", "best.json"),
     params("train-params-invalid-json", "{not json"),
     params("train-params-not-an-object", "[1, 2]"),
@@ -287,19 +265,12 @@ CASES = [
     params("train-params-lr-not-a-number",
            {**GOOD_PARAMS, "params": {"optimizer": "sgd", "lr": "fast"}}),
     params("train-params-epochs-missing", {k: v for k, v in GOOD_PARAMS.items() if k != "epochs"}),
-    params("train-params-params-not-an-object", {**GOOD_PARAMS, "params": []},
-           bug="--params with \"params\": [] raises AttributeError(\"'list' object has no "
-               "attribute 'items'\") in Hyperparams.from_dict: a traceback"),
+    params("train-params-params-not-an-object", {**GOOD_PARAMS, "params": []}),
     params("train-params-args-not-an-object",
-           {**GOOD_PARAMS, "objective": {"name": "rebalance", "args": []}},
-           bug="--params with objective \"args\": [] raises AttributeError(\"'list' object has "
-               "no attribute 'items'\") in spec_from_export: a traceback"),
+           {**GOOD_PARAMS, "objective": {"name": "rebalance", "args": []}}),
     params("train-params-sub-parameter-not-a-number",
            {**GOOD_PARAMS, "params": {"optimizer": "momentum", "lr": 0.1, "momentum": "abc"}},
-           "momentum",
-           bug="--params with \"momentum\": \"abc\": sub-parameters from the file are not "
-               "checked; the MLflow run is created, then ObjectiveStartError(\"TypeError: '<' "
-               "not supported between instances of 'str' and 'float'\") escapes: a traceback"),
+           "momentum"),
     train("train-params-unknown-optimizer", ["--params", "best.json"], "optimizer", "lion",
           prepare=[file("best.json", json.dumps(
               {**GOOD_PARAMS, "params": {"optimizer": "lion", "lr": 0.1}}))]),
@@ -323,9 +294,7 @@ CASES = [
            "storage", "redis://localhost/0"),
     export("export-journal-study-not-found",
            ["--study", STUDY, "--out", "best.json", "--storage", "journal:///j/sweeps.journal"],
-           "study", STUDY,
-           bug="export from a journal storage that does not exist: the folder j/ and the file "
-               "j/sweeps.journal are created before 'study: 's' is not valid'"),
+           "study", STUDY),
     export("export-missing-out", ["--study", STUDY], "--out"),
     # sweeps.compare
     compare("compare-unknown-sort", ["--study", STUDY, "--sort", "loss"], "sort", "loss",
@@ -335,13 +304,9 @@ CASES = [
     compare("compare-storage-file-missing", ["--study", STUDY],
             "storage", "sqlite:///mlruns/optuna.db"),
     compare("compare-csv-missing-folder", ["--study", STUDY, "--csv", "nodir/trials.csv"],
-            "csv", "nodir/trials.csv", prepare=[study()],
-            bug="compare --csv nodir/trials.csv: pandas raises OSError('Cannot save file into "
-                "a non-existent directory'): a traceback"),
+            "csv", "nodir/trials.csv", prepare=[study()]),
     compare("compare-journal-study-not-found",
-            ["--study", STUDY, "--storage", "journal:///j/sweeps.journal"], "study", STUDY,
-            bug="compare on a journal storage that does not exist: j/sweeps.journal is "
-                "created before 'study: 's' is not valid'"),
+            ["--study", STUDY, "--storage", "journal:///j/sweeps.journal"], "study", STUDY),
     # tracking.ui
     ui("ui-port-zero", ["--port", "0"], "port", "0"),
     ui("ui-port-too-large", ["--port", "70000"], "port", "70000"),
