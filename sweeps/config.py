@@ -46,6 +46,7 @@ class SweepConfig:
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow
     workers: int = 1  # worker processes on this machine
+    batch: int = 10  # trials run together as one tensor program (1: one at a time)
     device: str = "auto"  # auto, cpu or cuda
     timeout: float | None = None  # stop starting new trials after this many seconds
     export: str | None = None  # write the best trial's JSON here at the end
@@ -69,6 +70,7 @@ class SweepConfig:
         _at_least("n-trials", self.n_trials, 1)
         _at_least("log-every", self.log_every, 1)
         _at_least("workers", self.workers, 1)
+        _at_least("batch", self.batch, 1)
         if self.epochs is not None:
             _at_least("epochs", self.epochs, 1)
         for name in ("lr_min", "lr_max"):
@@ -131,7 +133,7 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     kinds: dict[str, tuple[type, ...]] = {
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
-        "workers": (int,), "lr_min": (int, float), "lr_max": (int, float),
+        "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
         "timeout": (int, float), "quiet": (bool,),
     }
     allowed = kinds.get(name, (str,))

@@ -153,10 +153,10 @@ def _diagnose(args: Any) -> int:
 def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     """The lines ``sweeps.diagnose`` prints."""
     hp, probed, tested = spec.hp, found.probe, found.range_test
-    stopped = f"stopped at epoch {len(probed.history)}: {probed.failure}" if probed.failure \
-        else f"{len(probed.history)} epochs"
-    lines = [f"probe: {spec.objective}, {hp.optimizer} lr={hp.lr:g} scheduler={hp.scheduler}, "
-             f"{stopped}", "",
+    epochs = len(probed.history)
+    stopped = f"stopped: {probed.failure}" if probed.failure else f"{epochs} epochs"
+    head = f"probe: {spec.objective}, {hp.optimizer} lr={hp.lr:g} scheduler={hp.scheduler}"
+    lines = [f"{head}, {stopped}", "",
              probed.to_frame().to_string(float_format=lambda v: f"{v:.4g}"), "",
              f"verdict: {found.verdict.name}: {found.verdict.reason}", "",
              f"suggested learning rates for {hp.optimizer}:"]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from objectives import Objective
 
-__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "train"]
+__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "finish", "train"]
 
 Status = Literal["complete", "pruned", "failed"]
 
@@ -119,7 +119,7 @@ def train(
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
         outcome = flush() if recorder.size else "complete"
         if not isinstance(outcome, tuple):  # the exception, not an earlier NaN, ended it
-            return _finish(observers, parts, "failed", math.nan,
+            return finish(observers, parts, "failed", math.nan,
                            f"{type(exc).__name__}: {exc}", epoch, None)
     except BaseException:  # interrupted: hand the epochs already run to the observers
         if recorder.size:
@@ -127,17 +127,17 @@ def train(
         raise
     if isinstance(outcome, tuple):
         bad_epoch, what = outcome
-        return _finish(observers, parts, "failed", math.nan, f"non-finite {what}", bad_epoch,
+        return finish(observers, parts, "failed", math.nan, f"non-finite {what}", bad_epoch,
                        None)
     with torch.no_grad():
         final = float(objective.loss(params))
     if not math.isfinite(final):
-        return _finish(observers, parts, "failed", final, "non-finite final loss", epochs, None)
+        return finish(observers, parts, "failed", final, "non-finite final loss", epochs, None)
     detached = {k: v.detach() for k, v in params.items()}
-    return _finish(observers, parts, outcome, final, None, None, detached)
+    return finish(observers, parts, outcome, final, None, None, detached)
 
 
-def _finish(
+def finish(
     observers: tuple[Observer, ...],
     parts: list[EpochStats],
     status: Status,

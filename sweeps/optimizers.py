@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "OptimizerSpec", "build_grouped", "build_optimizer", "group_options"]
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,28 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 DEFAULT_SUBPARAMS: dict[str, float] = {"momentum": 0.9, "weight_decay": 0.01}
 
 
+def group_options(name: str, lr: float, options: dict[str, float]) -> dict[str, Any]:
+    """The parameter-group settings of optimizer ``name`` (lr, the variant, sub-parameters)."""
+    spec = OPTIMIZERS[name]
+    kwargs: dict[str, Any] = {"lr": lr, **dict(spec.fixed)}
+    for key in spec.searched:
+        kwargs[key] = options.get(key, DEFAULT_SUBPARAMS[key])
+    return kwargs
+
+
 def build_optimizer(
     name: str, params: Iterable[torch.Tensor], lr: float, options: dict[str, float]
 ) -> torch.optim.Optimizer:
     """``torch.optim`` optimizer ``name`` over ``params`` with its searched sub-parameters."""
+    return build_grouped(name, [(list(params), group_options(name, lr, options))])
+
+
+def build_grouped(
+    name: str, groups: list[tuple[list[torch.Tensor], dict[str, Any]]]
+) -> torch.optim.Optimizer:
+    """One ``torch.optim`` optimizer of ``name``'s class with a parameter group per entry."""
     import torch
 
-    spec = OPTIMIZERS[name]
-    kwargs: dict[str, Any] = dict(spec.fixed)
-    for key in spec.searched:
-        kwargs[key] = options.get(key, DEFAULT_SUBPARAMS[key])
-    cls: Callable[..., torch.optim.Optimizer] = getattr(torch.optim, spec.torch_name)
-    return cls(list(params), lr=lr, **kwargs)
+    cls: Callable[..., torch.optim.Optimizer] = getattr(torch.optim, OPTIMIZERS[name].torch_name)
+    param_groups = [{"params": params, **kwargs} for params, kwargs in groups]
+    return cls(param_groups, **groups[0][1])  # the first group validates the settings

@@ -9,7 +9,7 @@ raises for a diverging loss). Three learning rates are read off the smoothed cur
 - ``steepest``: the lr where the smoothed loss falls fastest against log lr;
 - ``valley``: the middle of the main descent (see ``valley``);
 - ``edge``: the lr of the lowest smoothed loss, beyond which it rises (for full-batch
-  gradient steps: about the stability limit, ~2 / largest curvature).
+  gradient steps: a little above the stability limit, 2 / largest curvature).
 
 ``range_test_module`` works on any parameters + optimizer + loss closure and restores the
 parameters, their gradients and the optimizer's state afterwards (as pytorch-lr-finder does);
@@ -166,17 +166,16 @@ def valley(lrs: np.ndarray, smoothed: np.ndarray, span: tuple[float, float] = VA
 def edge(lrs: np.ndarray, smoothed: np.ndarray) -> float | None:
     """The lr of the lowest smoothed loss, or None if the loss was still falling at the end.
 
-    Past it the loss rises: for full-batch gradient steps this is about the stability limit
-    of the lr (2 / the largest curvature), and the best constant lr of a long run lies a
-    little below it.
+    A non-finite loss after the lowest point counts as rising.
+
+    Past it the loss rises: for full-batch gradient steps the lr has crossed the stability
+    limit (2 / the largest curvature) shortly before (the moving average lags the raw loss by
+    a few steps), and the best constant lr of a long run lies below it.
     """
     descent = _descent(lrs, smoothed)
-    if descent is None:
+    if descent is None or len(descent[0]) == len(smoothed):  # nothing after the lowest point
         return None
-    finite = np.isfinite(smoothed)
-    last = int(np.argmin(finite)) - 1 if not finite.all() else len(smoothed) - 1
-    lowest = len(descent[0]) - 1
-    return float(descent[0][-1]) if lowest < last else None
+    return float(descent[0][-1])
 
 
 @dataclass(frozen=True)
@@ -197,6 +196,12 @@ def combine(result: RangeTestResult | None, ratio_lr: float | None) -> LrSuggest
     edge, while the short test's ``steepest`` and ``valley`` sit at the low end of the good
     band. Without an edge, the geometric mean of the range test's suggestions; without any,
     the ratio rule. ``low``/``high`` span every suggestion, the ratio rule included.
+
+    Measured on the seed case (``rebalance``, SGD): valley 2.1e5 and edge 3.9e6 give 9.1e5;
+    a 30-trial sweep of SGD over 10,000 epochs found its best lr at 2.0e6. ``steepest``
+    (2.5e5) and ``valley`` alone sit just inside one decade below it, and the ratio rule
+    (2.1e3) three decades below: it says where the parameters start to move, not how fast
+    they can go.
     """
     found = dict(result.suggestions) if result is not None else {}
     every = [*found.values(), *([ratio_lr] if ratio_lr and math.isfinite(ratio_lr) else [])]

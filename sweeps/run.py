@@ -49,6 +49,8 @@ def build_parser() -> Parser:
     p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
     p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
                                                f"default storage is {WORKERS_STORAGE})")
+    p.add_argument("--batch", type=int, help="trials run together as one tensor program "
+                                             "(default: 10; 1: one at a time)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: SweepConfig) -> int:
+    from .errors import UsageError
+    from .loop import ObjectiveStartError
     from .signals import Terminated, exit_status, terminate_as_exception
     from .study import open_sweep
 
@@ -93,6 +97,10 @@ def _run(config: SweepConfig) -> int:
             sweep.finish("KILLED")
             log.warning("interrupted; run the same command again to resume the study")
             return exit_status(exc)
+        except ObjectiveStartError as exc:
+            sweep.finish("FAILED")
+            raise UsageError("objective", config.objective,
+                             f"its first loss could not be computed ({exc})") from None
     sweep.finish("FINISHED")
     return 0
 

@@ -4,6 +4,7 @@ its target number of finished trials, and mirror everything to MLflow."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .config import SweepConfig
 from .errors import UsageError
 from .hparams import Hyperparams
-from .loop import Observer, TrainResult, default_chunk, train
+from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk
 from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
 from .space import SearchSpace
 from .stats import EpochStats
@@ -22,9 +23,7 @@ if TYPE_CHECKING:
     import optuna
 
     from objectives import Objective
-    from tracking.study_run import StudyTracker
-
-    from .storage import absolute_uri
+    from tracking.study_run import StudyTracker, TrialRun
 
 __all__ = ["COUNTED", "Sweep", "counted_trials", "open_sweep"]
 
@@ -51,6 +50,10 @@ class OptunaReporter(Observer):
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
         self.heartbeat = Heartbeat(trial)
+        self.result: TrainResult | None = None
+
+    def on_end(self, result: TrainResult) -> None:
+        self.result = result
 
     def on_chunk(self, stats: EpochStats) -> bool:
         self.heartbeat.beat()
@@ -74,26 +77,41 @@ class Sweep:
     exhausted: bool = False  # a grid search ran its last point
 
     def run(self) -> None:
-        """Run trials until the target is reached (or the timeout passes)."""
+        """Run trials, ``config.batch`` at a time, until the target is reached (or the
+        timeout passes)."""
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
-        while len(counted_trials(self.study)) < self.config.n_trials and not self.exhausted:
+        while not self.exhausted:
             reap_stale(self.study, self.tracker)
+            missing = self._missing()
+            if missing <= 0:
+                return
             if deadline is not None and time.monotonic() > deadline:
                 log.info("timeout reached; the study can be resumed with the same command")
                 return
-            if self._others_fill_target():
+            trials = []
+            for _ in range(min(self.config.batch, missing, self._grid_left())):
+                trial = self.study.ask()
+                if self._surplus(trial):
+                    break
+                trials.append(trial)
+            if not trials:
                 return
-            trial = self.study.ask()
-            if self._surplus(trial):
-                return
-            self.run_trial(trial)
+            self.run_trials(trials)
 
-    def _others_fill_target(self) -> bool:
-        """True if the running trials of other workers will complete the target."""
+    def _grid_left(self) -> int:
+        """Grid points not yet asked for (a grid sampler repeats points once they run out)."""
+        if self.config.sampler != "grid":
+            return self.config.batch
+        size = math.prod(len(v) for v in self.space.grid().values())
+        asked = {t.system_attrs.get("grid_id") for t in self.study.get_trials(deepcopy=False)}
+        return max(1, size - len(asked - {None}))
+
+    def _missing(self) -> int:
+        """Trials still to start: the target less the finished and the running ones."""
         from optuna.trial import TrialState
 
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return len(counted_trials(self.study)) + len(running) >= self.config.n_trials
+        return self.config.n_trials - len(counted_trials(self.study)) - len(running)
 
     def _surplus(self, trial: optuna.Trial) -> bool:
         """True (and the trial discarded) if other workers already fill the target."""
@@ -108,29 +126,62 @@ class Sweep:
         self.study.tell(trial, state=TrialState.FAIL)
         return True
 
-    def run_trial(self, trial: optuna.Trial) -> TrainResult:
-        from optuna.trial import TrialState
+    def run_trials(self, trials: list[optuna.Trial]) -> list[TrainResult]:
+        """Run ``trials`` (batched where possible) and tell Optuna each outcome."""
+        from .batched import train_batch
 
+        started = [self._start(trial) for trial in trials]
+        hps = [hp for hp, _, _ in started]
+        observers = [(reporter, run, *self.extra_observers) for _, run, reporter in started]
+        try:
+            results = train_batch(self.objective, hps, self.epochs, device=self.device,
+                                  observers=observers, chunk=default_chunk(self.epochs))
+        except BaseException as exc:
+            for trial, (hp, run, reporter) in zip(trials, started):
+                if reporter.result is not None:
+                    self._tell_result(trial, hp, reporter.result)
+                else:
+                    self._interrupt(trial, run, exc)
+            raise
+        for trial, hp, result in zip(trials, hps, results):
+            self._tell_result(trial, hp, result)
+        return results
+
+    def run_trial(self, trial: optuna.Trial) -> TrainResult:
+        return self.run_trials([trial])[0]
+
+    def _start(self, trial: optuna.Trial) -> tuple[Hyperparams, TrialRun, OptunaReporter]:
         hp = self.space.sample(trial)
         trial.set_user_attr("hparams", hp.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
-        Heartbeat(trial).beat()
+        reporter = OptunaReporter(trial)
+        reporter.heartbeat.beat()
         run = self.tracker.start_trial(
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
-        observers = (OptunaReporter(trial), run, *self.extra_observers)
-        try:
-            result = train(self.objective, hp, self.epochs, device=self.device,
-                           observers=observers, chunk=default_chunk(self.epochs))
-        except BaseException as exc:
+        return hp, run, reporter
+
+    def _interrupt(self, trial: optuna.Trial, run: TrialRun, exc: BaseException) -> None:
+        """The trial did not end by itself: FAIL, its run KILLED (FAILED if it never
+        started), not counted unless the objective itself failed to start."""
+        from optuna.trial import TrialState
+
+        self.tracker.writer.flush()
+        if isinstance(exc, ObjectiveStartError):
+            run.close("failed", {"state": "failed", "failure_reason": str(exc),
+                                 "failure_epoch": "0"}, {})
+            trial.set_user_attr("failure", str(exc))
+        else:
             reason = f"interrupted: {type(exc).__name__}"
-            self.tracker.writer.flush()
             run.close("interrupted", {"state": "interrupted", "failure_reason": reason}, {})
             trial.set_user_attr(INTERRUPTED_ATTR, reason)
-            self.study.tell(trial, state=TrialState.FAIL)
-            raise
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _tell_result(self, trial: optuna.Trial, hp: Hyperparams, result: TrainResult) -> None:
+        from optuna.trial import TrialState
+
         for key, value in summary_attrs(result).items():
             trial.set_user_attr(key, value)
         if result.status == "complete":
@@ -140,7 +191,6 @@ class Sweep:
                        else TrialState.FAIL)
         log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
-        return result
 
     def finish(self, status: str) -> None:
         """Close the parent run: best value and params, ``best_params.json``, ``trials.csv``."""
@@ -220,7 +270,8 @@ def make_sampler(config: SweepConfig, space: SearchSpace) -> optuna.samplers.Bas
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if config.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed)
+    # constant_liar: trials asked together (a batch, other workers) spread out
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(config: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:

@@ -127,7 +127,7 @@ def unstable(stats: EpochStats, failed: str | None, t: Thresholds) -> Verdict | 
                                    f"({first:.3g} -> {last:.3g}); try a smaller lr")
     ups = _rise_fraction(stats, t.rise_noise)
     if ups > t.oscillation:
-        return Verdict("unstable", f"the loss went up in {ups:.0%} of epochs (oscillating); "
+        return Verdict("unstable", f"the loss went up in {ups:.0%} of epochs; "
                                    "try a smaller lr or less momentum")
     return None
 
@@ -139,9 +139,10 @@ def slow(stats: EpochStats, failed: str | None, t: Thresholds) -> Verdict | None
     crawling = ratio < t.slow_ratio and improvement < t.slow_converged
     if not (crawling or improvement < t.slow_improvement):
         return None
-    return Verdict("slow", f"the loss fell only {improvement:.1%} in {len(stats)} epochs; "
-                           f"parameters move {ratio:.1e} of their size per step (update ratio); "
-                           f"{_advice(ratio, t)}")
+    fell = (f"the loss fell only {improvement:.1%}" if improvement > 0
+            else "the loss did not fall")
+    return Verdict("slow", f"{fell} in {len(stats)} epochs; parameters move {ratio:.1e} of "
+                           f"their size per step (update ratio); {_advice(ratio, t)}")
 
 
 def healthy(stats: EpochStats, t: Thresholds) -> Verdict:

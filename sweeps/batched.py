@@ -1,0 +1,243 @@
+"""Batched trials: several trials of one objective run as one tensor program.
+
+The parameters of all trials are stacked (one row per trial, all starting from the
+objective's initial parameters). The forward pass is one ``torch.func.vmap`` of the
+objective's loss over the rows; one backward pass on the summed losses gives each row the
+gradient of its own loss. Each optimizer's update rule runs over its rows with per-row
+hyperparameters (``sweeps.stacked_optim``), and each row follows its own learning-rate table
+(``sweeps.lr_tables``); both repeat torch's arithmetic, so every trial follows its sequential
+trajectory while the per-epoch Python overhead is paid once per batch.
+
+Statistics are recorded for the whole batch and handed to each trial's observers per chunk,
+so pruning and tracking work per trial. ``plateau`` (it steps on the loss), RMSprop without
+momentum and objectives that ``vmap`` cannot trace run sequentially instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .hparams import Hyperparams
+from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk, finish, train
+from .lr_tables import TABULATED
+from .stacked_optim import RULES
+from .stats import EpochStats
+
+if TYPE_CHECKING:
+    import torch
+
+    from objectives import Objective
+
+__all__ = ["batchable", "train_batch"]
+
+log = logging.getLogger(__name__)
+
+
+def batchable(hp: Hyperparams) -> bool:
+    """True if ``hp`` can join a batch (its schedule does not depend on the loss)."""
+    if hp.optimizer == "rmsprop" and hp.options.get("momentum", 0.9) <= 0:
+        return False
+    return hp.scheduler in TABULATED and hp.optimizer in RULES
+
+
+def train_batch(
+    objective: Objective,
+    hps: list[Hyperparams],
+    epochs: int,
+    *,
+    device: str | torch.device = "cpu",
+    observers: list[tuple[Observer, ...]] | None = None,
+    chunk: int | None = None,
+) -> list[TrainResult]:
+    """Train every configuration of ``hps`` on ``objective``; one result per configuration,
+    in order. Configurations that cannot be batched run sequentially."""
+    observers = observers if observers is not None else [() for _ in hps]
+    results: list[TrainResult | None] = [None] * len(hps)
+    members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
+                     key=lambda b: list(RULES).index(hps[b].optimizer))
+    if len(members) < 2:
+        members = []
+    for b, hp in enumerate(hps):
+        if b not in members:
+            results[b] = train(objective, hp, epochs, device=device, observers=observers[b],
+                               chunk=chunk)
+    if members:
+        batch = [hps[b] for b in members]
+        batch_results = _Batch(objective, batch, epochs, device,
+                               [observers[b] for b in members], chunk).run()
+        if batch_results is None:  # the objective cannot be traced by vmap
+            batch_results = [train(objective, hp, epochs, device=device, observers=observers[b],
+                                   chunk=chunk) for b, hp in zip(members, batch)]
+        for b, result in zip(members, batch_results):
+            results[b] = result
+    return [r for r in results if r is not None]
+
+
+class _Batch:
+    """One batch of trials sharing stacked parameter tensors (one row per trial)."""
+
+    def __init__(self, objective: Objective, hps: list[Hyperparams], epochs: int,
+                 device: str | torch.device, observers: list[tuple[Observer, ...]],
+                 chunk: int | None) -> None:
+        import torch
+
+        from .lr_tables import lr_table
+        from .recorder import chunk_capacity
+
+        self.objective, self.hps, self.epochs, self.observers = objective, hps, epochs, observers
+        self.device = torch.device(device)
+        try:
+            initial = objective.init_params(self.device)
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        self.names = list(initial)
+        size = len(hps)
+        self.params = [initial[n].detach().unsqueeze(0).repeat(size, *([1] * initial[n].dim()))
+                       .requires_grad_(True) for n in self.names]
+        like = self.params[0]
+        self.rules = []
+        start = 0
+        for name in RULES:
+            rows = [i for i, hp in enumerate(hps) if hp.optimizer == name]
+            if rows:
+                stop = start + len(rows)
+                self.rules.append(RULES[name](slice(start, stop), [hps[i].options for i in rows],
+                                              like))
+                start = stop
+        tables = [lr_table(hp.scheduler, hp.lr, epochs, hp.options) for hp in hps]
+        self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
+        self.lr_host = np.asarray(tables).T
+        self.loss_fn = torch.func.vmap(lambda params: objective.loss(params))
+        capacity = chunk_capacity(self.params, chunk or default_chunk(epochs))
+        self.recorder = _StackedRecorder(self.params, capacity)
+        self.parts: list[list[EpochStats]] = [[] for _ in hps]
+        self.results: list[TrainResult | None] = [None] * size
+        self.active = list(range(size))
+
+    def losses(self) -> torch.Tensor:
+        return self.loss_fn(dict(zip(self.names, self.params)))
+
+    def run(self) -> list[TrainResult] | None:
+        import torch
+
+        try:
+            probe = self.losses()
+            if probe.shape != (len(self.hps),):
+                raise ValueError(f"batched loss has shape {tuple(probe.shape)}")
+        except Exception as exc:
+            log.info("objective cannot be batched (%s); running trials sequentially", exc)
+            return None
+        epoch = 0
+        try:
+            for epoch in range(self.epochs):
+                for p in self.params:
+                    p.grad = None
+                losses = self.losses()
+                losses.sum().backward()
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p)
+                         for p in self.params]
+                self.recorder.record(grads, losses, self.lr_host[epoch])
+                lr = self.lr[epoch]
+                with torch.no_grad():
+                    for rule in self.rules:
+                        rule.step(self.params, grads, lr[rule.rows])
+                if self.recorder.full or epoch == self.epochs - 1:
+                    self.flush()
+                    if not self.active:
+                        break
+        except Exception as exc:
+            for i in list(self.active):
+                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
+        except BaseException:  # interrupted: hand the epochs already run to the observers
+            if self.recorder.size:
+                self.flush()
+            raise
+        for i in list(self.active):
+            self.end(i, "complete", None, None)
+        return [r for r in self.results if r is not None]
+
+    def flush(self) -> None:
+        for i, stats in enumerate(self.recorder.drain()):
+            if i not in self.active:
+                continue
+            bad = stats.first_nonfinite()
+            if bad is not None:
+                stats = stats.head(bad[0] - stats.start)
+            self.parts[i].append(stats)
+            stop = False
+            for observer in self.observers[i]:
+                stop = observer.on_chunk(stats) or stop
+            if bad is not None:
+                self.end(i, "failed", f"non-finite {bad[1]}", bad[0])
+            elif stop:
+                self.end(i, "pruned", None, None)
+
+    def end(self, i: int, status: str, failure: str | None, failure_epoch: int | None) -> None:
+        import torch
+
+        params = {n: p[i].detach().clone() for n, p in zip(self.names, self.params)}
+        final = math.nan
+        if status != "failed":
+            with torch.no_grad():  # unbatched, exactly as the sequential loop computes it
+                final = float(self.objective.loss(params))
+            if not math.isfinite(final):
+                status, failure, failure_epoch = "failed", "non-finite final loss", self.epochs
+        self.results[i] = finish(self.observers[i], self.parts[i], status,  # type: ignore[arg-type]
+                                 final, failure, failure_epoch,
+                                 params if status != "failed" else None)
+        self.active.remove(i)
+
+
+class _StackedRecorder:
+    """Per-epoch copies of the stacked parameters, gradients, losses and learning rates."""
+
+    def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
+        import torch
+
+        self.params = params
+        size = params[0].shape[0]
+        self.theta = [p.detach().new_empty((capacity + 1, *p.shape)) for p in params]
+        self.grad = [p.detach().new_empty((capacity, *p.shape)) for p in params]
+        self.loss = torch.empty((capacity, size), dtype=params[0].dtype,
+                                device=params[0].device)
+        self.lr = np.empty((capacity, size))
+        self.numel = sum(p[0].numel() for p in params)
+        self.capacity = capacity
+        self.start = 0
+        self.size = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size == self.capacity
+
+    def record(self, grads: list[torch.Tensor], losses: torch.Tensor, lrs: np.ndarray) -> None:
+        i = self.size
+        for theta, grad, p, g in zip(self.theta, self.grad, self.params, grads):
+            theta[i].copy_(p.detach())
+            grad[i].copy_(g)
+        self.loss[i].copy_(losses.detach())
+        self.lr[i] = lrs
+        self.size = i + 1
+
+    def drain(self) -> list[EpochStats]:
+        import torch
+
+        n = self.size
+        for theta, p in zip(self.theta, self.params):
+            theta[n].copy_(p.detach())
+        grad_sum = sum(g[:n].abs().flatten(2).sum(2) for g in self.grad)
+        update_sum = sum((t[1 : n + 1] - t[:n]).abs().flatten(2).sum(2) for t in self.theta)
+        size_sum = sum(t[:n].abs().flatten(2).sum(2) for t in self.theta)
+        rows = torch.stack([self.loss[:n].to(grad_sum.dtype), grad_sum / self.numel,
+                            update_sum / self.numel, update_sum / size_sum])
+        loss, grad_mean, update_mean, ratio = rows.cpu().numpy().astype(np.float64)
+        out = [EpochStats(self.start, loss[:, b].copy(), grad_mean[:, b].copy(),
+                          update_mean[:, b].copy(), ratio[:, b].copy(), self.lr[:n, b].copy())
+               for b in range(loss.shape[1])]
+        self.start += n
+        self.size = 0
+        return out
