@@ -15,6 +15,7 @@ import numpy as np
 
 from .hparams import Hyperparams
 from .stats import EpochStats
+from .verdicts import Verdict, judge
 
 if TYPE_CHECKING:
     import torch
@@ -47,6 +48,7 @@ class TrainResult:
     failure: str | None = None  # why the run failed
     failure_epoch: int | None = None  # epoch at which it failed
     params: dict[str, torch.Tensor] | None = None  # parameters after the last step
+    verdict: Verdict | None = None  # why it went as it did (None: no epoch ran)
 
 
 class ObjectiveStartError(RuntimeError):
@@ -150,8 +152,9 @@ def finish(
     finite = history.loss[np.isfinite(history.loss)]
     candidates = [*finite.tolist(), final] if math.isfinite(final) else finite.tolist()
     best = min(candidates) if candidates else math.nan
+    verdict = judge(history, failed=failure) if len(history) or failure else None
     result = TrainResult(status, final, best, len(history), history, failure, failure_epoch,
-                         params)
+                         params, verdict)
     for observer in observers:
         observer.on_end(result)
     return result

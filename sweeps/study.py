@@ -235,8 +235,6 @@ class Sweep:
 
 def summary_attrs(result: TrainResult) -> dict[str, Any]:
     """What a trial keeps in Optuna beside its value, for comparison and export."""
-    import math
-
     import numpy as np
 
     ratio = result.history.update_ratio
@@ -247,6 +245,9 @@ def summary_attrs(result: TrainResult) -> dict[str, Any]:
         "epochs_run": result.epochs_run,
         "mean_update_ratio": float(finite.mean()) if len(finite) else None,
     }
+    if result.verdict is not None:
+        attrs["verdict"] = result.verdict.name
+        attrs["verdict_reason"] = result.verdict.reason
     if result.failure is not None:
         attrs["failure"] = result.failure
         attrs["failure_epoch"] = result.failure_epoch

@@ -138,6 +138,9 @@ def result_metrics(result: TrainResult) -> dict[str, float]:
 
 def result_tags(result: TrainResult) -> dict[str, str]:
     tags = {"state": result.status}
+    if result.verdict is not None:
+        tags["verdict"] = result.verdict.name
+        tags["verdict_reason"] = result.verdict.reason
     if result.status == "pruned":
         tags["pruned"] = "true"
     if result.failure is not None:
