@@ -51,6 +51,7 @@ class SweepConfig:
     timeout: float | None = None  # stop starting new trials after this many seconds
     export: str | None = None  # write the best trial's JSON here at the end
     quiet: bool = False  # no progress display
+    plots: bool = True  # log the sweep's plots (PNG) to the parent run at the end
 
     @property
     def study_name(self) -> str:
@@ -134,7 +135,7 @@ def _coerce(name: str, value: Any) -> Any:
     kinds: dict[str, tuple[type, ...]] = {
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
         "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
-        "timeout": (int, float), "quiet": (bool,),
+        "timeout": (int, float), "quiet": (bool,), "plots": (bool,),
     }
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):

@@ -55,6 +55,8 @@ def build_parser() -> Parser:
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not log the sweep's plots to the parent run")
     return p
 
 
@@ -81,11 +83,14 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config: SweepConfig) -> int:
     from .errors import UsageError
     from .loop import ObjectiveStartError
+    from .progress import SweepProgress, interactive
     from .signals import Terminated, exit_status, terminate_as_exception
-    from .study import open_sweep
+    from .study import counted_trials, open_sweep
 
-    setup_logging(config.quiet)
+    setup_logging(config.quiet or interactive(config.quiet))
     sweep = open_sweep(config)
+    sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
+                                   sweep.epochs, interactive(config.quiet))
     with terminate_as_exception():
         try:
             if config.workers > 1:
@@ -94,14 +99,19 @@ def _run(config: SweepConfig) -> int:
                 run_workers(sweep, config.workers)
             sweep.run()  # single process, or what dead workers left undone
         except (KeyboardInterrupt, Terminated) as exc:
+            sweep.progress.close()
             sweep.finish("KILLED")
             log.warning("interrupted; run the same command again to resume the study")
             return exit_status(exc)
         except ObjectiveStartError as exc:
+            sweep.progress.close()
             sweep.finish("FAILED")
             raise UsageError("objective", config.objective,
                              f"its first loss could not be computed ({exc})") from None
+    sweep.progress.close()
     sweep.finish("FINISHED")
+    if not config.quiet:
+        print(sweep.summary())
     return 0
 
 

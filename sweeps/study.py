@@ -8,14 +8,16 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import SweepConfig
 from .errors import UsageError
 from .hparams import Hyperparams
 from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk
+from .progress import SweepProgress
 from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
+from .storage import redact
 from .space import SearchSpace
 from .stats import EpochStats
 
@@ -75,6 +77,7 @@ class Sweep:
     device: str
     extra_observers: tuple[Observer, ...] = ()
     exhausted: bool = False  # a grid search ran its last point
+    progress: SweepProgress = field(default_factory=lambda: SweepProgress(0, 0, 0, False))
 
     def run(self) -> None:
         """Run trials, ``config.batch`` at a time, until the target is reached (or the
@@ -132,7 +135,9 @@ class Sweep:
 
         started = [self._start(trial) for trial in trials]
         hps = [hp for hp, _, _ in started]
-        observers = [(reporter, run, *self.extra_observers) for _, run, reporter in started]
+        ticker = self.progress.observer()
+        observers = [(reporter, run, ticker, *self.extra_observers)
+                     for _, run, reporter in started]
         try:
             results = train_batch(self.objective, hps, self.epochs, device=self.device,
                                   observers=observers, chunk=default_chunk(self.epochs))
@@ -191,6 +196,7 @@ class Sweep:
                        else TrialState.FAIL)
         log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
+        self.progress.trial_done(hp, result, len(counted_trials(self.study)))
 
     def finish(self, status: str) -> None:
         """Close the parent run: best value and params, ``best_params.json``, ``trials.csv``."""
@@ -211,6 +217,8 @@ class Sweep:
             for key, value in best["params"].items():
                 client.set_tag(self.parent_run_id, f"best.{key}", str(value))
             client.set_tag(self.parent_run_id, "best.trial", str(best["trial"]))
+            if self.config.plots:
+                self._log_plots()
             if self.config.export:
                 write_json(self.config.export, best, force=True)
             log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
@@ -226,6 +234,31 @@ class Sweep:
                 raise
             log.info("the grid is exhausted")
             self.exhausted = True
+
+    def _log_plots(self) -> None:
+        import tempfile
+
+        from tracking.report import write_report
+
+        with tempfile.TemporaryDirectory() as folder:
+            write_report(self.study, self.tracker.client, self.objective, self.epochs, folder,
+                         device=self.device)
+            self.tracker.client.log_artifacts(self.parent_run_id, folder, "plots")
+
+    def summary(self, top: int = 5) -> str:
+        """The top trials with their verdicts, and the commands to export or re-run the best."""
+        from .config import SweepConfig
+        from .progress import summary
+        from .results import trials_frame
+
+        frame = trials_frame(self.study)
+        where = f"--study {self.study.study_name}"
+        if self.config.storage != SweepConfig().storage:
+            where += f" --storage {redact(self.config.storage)}"
+        commands = [f"python -m sweeps.compare {where}",
+                    f"python -m sweeps.export {where} --out best.json",
+                    "python -m sweeps.train --params best.json"]
+        return summary(frame, top, commands, {})
 
     def run_params(self, hp: Hyperparams) -> dict[str, Any]:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from .config import SweepConfig
@@ -28,7 +29,7 @@ def _worker(config: SweepConfig, index: int) -> None:
     from .signals import Terminated, exit_status, terminate_as_exception
     from .study import open_sweep
 
-    setup_logging(config.quiet)
+    setup_logging(True)  # the parent process shows progress and the summary
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards Ctrl-C as SIGTERM
     with terminate_as_exception():
         # each worker its own sampler stream, or their first random trials coincide
@@ -44,6 +45,7 @@ def _worker(config: SweepConfig, index: int) -> None:
 def run_workers(sweep: Sweep, n: int) -> None:
     """Run ``n`` worker processes to completion; reap the trials of any that died."""
     from .reaper import reap_stale
+    from .study import counted_trials
 
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(sweep.config, i),
@@ -52,8 +54,12 @@ def run_workers(sweep: Sweep, n: int) -> None:
     for process in processes:
         process.start()
     pending = list(processes)
+    last_poll = 0.0
     try:
         while pending:
+            if time.monotonic() - last_poll > 2.0:  # the workers draw nothing themselves
+                sweep.progress.set_done(len(counted_trials(sweep.study)))
+                last_poll = time.monotonic()
             for process in list(pending):
                 process.join(timeout=0.2)
                 if process.exitcode is None:
