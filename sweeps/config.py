@@ -22,6 +22,7 @@ __all__ = ["PRUNERS", "SAMPLERS", "WORKERS_STORAGE", "SweepConfig", "load_toml",
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "none")
 DEVICES = ("auto", "cpu", "cuda")
+LR_RANGES = ("fixed", "auto")
 WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # default storage for --workers > 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 NAME_RULE = "use 1-100 letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -38,6 +39,7 @@ class SweepConfig:
     schedulers: tuple[str, ...] = tuple(SCHEDULERS)  # schedulers searched
     lr_min: float | None = None  # lower lr bound for every optimizer; default per optimizer
     lr_max: float | None = None  # upper lr bound for every optimizer; default per optimizer
+    lr_range: str = "fixed"  # fixed: the bounds above; auto: centred on an LR range test
     sampler: str = "tpe"  # tpe, random, grid, cmaes or qmc
     pruner: str = "median"  # median, hyperband or none
     seed: int = 0  # sampler seed
@@ -68,6 +70,9 @@ class SweepConfig:
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("pruner", self.pruner, PRUNERS)
         _choice("device", self.device, DEVICES)
+        _choice("lr-range", self.lr_range, LR_RANGES)
+        if self.lr_range == "auto" and (self.lr_min or self.lr_max):
+            raise UsageError("lr-range", self.lr_range, "use fixed with --lr-min/--lr-max")
         _at_least("n-trials", self.n_trials, 1)
         _at_least("log-every", self.log_every, 1)
         _at_least("workers", self.workers, 1)

@@ -54,8 +54,11 @@ class SearchSpace:
     epochs: int  # schedule lengths are relative to it
     lr_min: float | None = None  # overrides every optimizer's default lower lr bound
     lr_max: float | None = None  # overrides every optimizer's default upper lr bound
+    lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer (lr-range auto)
 
     def lr_range(self, optimizer: str) -> tuple[float, float]:
+        if self.lr_ranges and optimizer in self.lr_ranges:
+            return self.lr_ranges[optimizer]
         low, high = OPTIMIZERS[optimizer].lr_range
         return (self.lr_min or low, self.lr_max or high)
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "lrsweep_settings"  # fixed settings, compared on resume
 PARENT_ATTR = "mlflow_parent_run_id"
+LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 COUNTED = ("COMPLETE", "PRUNED", "FAIL")
 
 
@@ -373,6 +374,9 @@ def open_sweep(config: SweepConfig) -> Sweep:
     space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
                         config.lr_max).validated()
     study = open_study(config, objective, epochs, space)
+    tests = {}
+    if config.lr_range == "auto":
+        space, tests = _auto_space(study, space, objective, device)
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
     tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
                            config.experiment_name, config.log_every)
@@ -387,6 +391,41 @@ def open_sweep(config: SweepConfig) -> Sweep:
         study.set_user_attr("seed", config.seed)
     else:
         tracker.resume_parent(parent)
+    if tests:
+        _log_range_tests(tracker, parent, tests)
     sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device)
     reap_stale(study, tracker, close_orphan_runs=True)
     return sweep
+
+
+def _auto_space(study: optuna.Study, space: SearchSpace, objective: Objective,
+                device: str) -> tuple[SearchSpace, dict[str, Any]]:
+    """The space with range-test intervals: stored with the study, computed where missing."""
+    from dataclasses import replace
+
+    from .auto_range import auto_lr_ranges
+
+    ranges = {k: (float(v[0]), float(v[1]))
+              for k, v in study.user_attrs.get(LR_RANGES_ATTR, {}).items()}
+    missing = tuple(o for o in space.optimizers if o not in ranges)
+    tests: dict[str, Any] = {}
+    if missing:
+        found = auto_lr_ranges(objective, missing, device=device)
+        ranges.update(found.ranges)
+        tests = dict(found.tests)
+        study.set_user_attr(LR_RANGES_ATTR, {k: list(v) for k, v in ranges.items()})
+    return replace(space, lr_ranges=ranges), tests
+
+
+def _log_range_tests(tracker: StudyTracker, run_id: str, tests: dict[str, Any]) -> None:
+    """Each range test's curve (PNG) and numbers (CSV) on the parent run, under lr_range/."""
+    import tempfile
+    from pathlib import Path
+
+    from .range_test import plot_range_test
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name, result in tests.items():
+            plot_range_test(result, Path(folder) / f"{name}.png")
+            result.to_frame().to_csv(Path(folder) / f"{name}.csv", index=False)
+        tracker.client.log_artifacts(run_id, folder, "lr_range")
