@@ -1,7 +1,7 @@
 """Objectives: the losses a sweep optimises."""
 
-from ._base import Objective
+from ._base import Objective, evaluate
 from ._errors import ObjectiveError
 from ._registry import available, build, register
 
-__all__ = ["Objective", "ObjectiveError", "available", "build", "register"]
+__all__ = ["Objective", "ObjectiveError", "available", "build", "evaluate", "register"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "evaluate"]
 
 
 @runtime_checkable
@@ -33,3 +33,10 @@ class Objective(Protocol):
     def arguments(self) -> dict[str, Any]:
         """The arguments that rebuild this objective (logged, exported, compared on resume)."""
         ...
+
+
+def evaluate(objective: Objective, params: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Extra metrics of trained ``params`` (e.g. test accuracy), if the objective defines an
+    optional ``evaluate(params) -> dict[str, float]``; else none."""
+    method = getattr(objective, "evaluate", None)
+    return dict(method(params)) if callable(method) else {}

@@ -72,6 +72,11 @@ class Digits:
             predicted = self._objective.forward(params, inputs).argmax(dim=1).cpu()
         return (predicted == targets).double().mean().item()
 
+    def evaluate(self, params: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Accuracy on the training and the held-out split (logged with each trial)."""
+        return {"train_accuracy": self.accuracy(params, "train"),
+                "test_accuracy": self.accuracy(params, "test")}
+
     def arguments(self) -> dict[str, Any]:
         return {
             "hidden": self.hidden,

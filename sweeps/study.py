@@ -167,7 +167,13 @@ class Sweep:
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
+        run.evaluate = self._evaluate
         return hp, run, reporter
+
+    def _evaluate(self, params: dict[str, Any]) -> dict[str, float]:
+        from objectives import evaluate
+
+        return evaluate(self.objective, params)
 
     def _interrupt(self, trial: optuna.Trial, run: TrialRun, exc: BaseException) -> None:
         """The trial did not end by itself: FAIL, its run KILLED (FAILED if it never
@@ -389,6 +395,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
         parent = tracker.start_parent(study.study_name, params, {"role": "study"})
         study.set_user_attr(PARENT_ATTR, parent)
         study.set_user_attr("seed", config.seed)
+        study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
     else:
         tracker.resume_parent(parent)
     if tests:

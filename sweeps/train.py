@@ -138,7 +138,7 @@ def _check_buildable(hp: Hyperparams, epochs: int) -> None:
 
 
 def _train(args: Any) -> int:
-    from objectives import build
+    from objectives import build, evaluate
 
     from .loop import train
     from .study import resolve_device
@@ -159,6 +159,7 @@ def _train(args: Any) -> int:
     tracker = run = None
     if not args.no_track:
         tracker, run = _start_run(args, objective, spec, epochs)
+        run.evaluate = lambda params: evaluate(objective, params)
         observers = (run,)
     before = {k: float(v.double().mean()) for k, v in objective.init_params(device).items()}
     result = train(objective, spec.hp, epochs, device=device, observers=observers)
@@ -166,7 +167,8 @@ def _train(args: Any) -> int:
     if tracker is not None and run is not None:
         _log_param_means(tracker, run.run_id, before, after, result.epochs_run)
         tracker.close()
-    _report(spec, result, before, after, run.run_id if run else None)
+    scores = evaluate(objective, result.params) if result.params is not None else {}
+    _report(spec, result, before, after, scores, run.run_id if run else None)
     return 0 if result.status == "complete" else 1
 
 
@@ -199,7 +201,7 @@ def _log_param_means(tracker: Any, run_id: str, before: dict[str, float],
 
 
 def _report(spec: RunSpec, result: Any, before: dict[str, float], after: dict[str, float],
-            run_id: str | None) -> None:
+            scores: dict[str, float], run_id: str | None) -> None:
     h = result.history
     hp = spec.hp
     print(f"{hp.optimizer} lr={hp.lr:g} scheduler={hp.scheduler} epochs={result.epochs_run} "
@@ -211,6 +213,8 @@ def _report(spec: RunSpec, result: Any, before: dict[str, float], after: dict[st
         if name in after:
             print(f"mean {name}: {value:.4f} -> {after[name]:.4f}")
     print(f"final_loss={result.final_loss:.4e} best_loss={result.best_loss:.4e}")
+    for name, value in scores.items():
+        print(f"{name}={value:.4f}")
     if result.failure:
         print(f"failed at epoch {result.failure_epoch}: {result.failure}")
     if spec.expected is not None and math.isfinite(result.final_loss):

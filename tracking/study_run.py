@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -108,6 +109,7 @@ class TrialRun(Observer):
         self.tracker = tracker
         self.run_id = run_id
         self.extra_tags: dict[str, str] = {}
+        self.evaluate: Callable[[dict[str, Any]], dict[str, float]] | None = None
 
     def on_chunk(self, stats: EpochStats) -> bool:
         self.tracker.writer.put(self.run_id, stats)
@@ -115,7 +117,10 @@ class TrialRun(Observer):
 
     def on_end(self, result: TrainResult) -> None:
         self.tracker.writer.flush()
-        self.close(result.status, result_tags(result) | self.extra_tags, result_metrics(result))
+        metrics = result_metrics(result)
+        if self.evaluate is not None and result.params is not None:
+            metrics.update(self.evaluate(result.params))
+        self.close(result.status, result_tags(result) | self.extra_tags, metrics)
 
     def close(self, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         """Log the outcome and set the run's true terminal state."""
