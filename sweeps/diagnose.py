@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .cli import Parser, guarded
-from .config import parse_kv
+from .config import SweepConfig, parse_kv
 from .errors import UsageError
 from .hparams import Hyperparams
 from .optimizers import OPTIMIZERS
@@ -83,6 +83,12 @@ def build_parser() -> Parser:
                         "1e3 for adaptive ones)")
     p.add_argument("--plot", metavar="PNG", help="write the range test's curve to this PNG")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--tracking-uri", default=SweepConfig().tracking_uri,
+                   help="MLflow tracking URI (default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--experiment", default="diagnose",
+                   help="MLflow experiment (default: diagnose)")
+    p.add_argument("--no-track", action="store_true",
+                   help="do not log the probe and the range test to MLflow")
     return p
 
 
@@ -138,6 +144,10 @@ def diagnose(spec: DiagnoseSpec) -> Diagnosis:
 
 def _diagnose(args: Any) -> int:
     spec = spec_from_args(args)
+    if not args.no_track:
+        from tracking.preflight import check_tracking
+
+        check_tracking(args.tracking_uri)
     found = diagnose(spec)
     for line in report(spec, found):
         print(line)
@@ -147,7 +157,45 @@ def _diagnose(args: Any) -> int:
         plot_range_test(found.range_test, spec.plot,
                         title=f"LR range test: {spec.objective}, {spec.hp.optimizer}")
         print(f"range test plot: {spec.plot}")
+    if not args.no_track:
+        print(f"mlflow run: {log_diagnosis(args.tracking_uri, args.experiment, spec, found)}")
     return 0
+
+
+def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
+                  found: Diagnosis) -> str:
+    """One MLflow run: the probe's per-epoch metrics, the verdict, the suggestions, and the
+    range test's curve (PNG) and numbers (CSV) as artifacts."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from tracking.study_run import StudyTracker
+
+    from .range_test import plot_range_test
+    from .storage import absolute_uri
+
+    client = MlflowClient(tracking_uri=absolute_uri(tracking_uri, create_folder=True))
+    tracker = StudyTracker(client, experiment)
+    params = {"objective": spec.objective, **spec.hp.to_dict(), "epochs": spec.epochs,
+              **{f"objective.{k}": v for k, v in spec.objective_args.items()}}
+    run = tracker.start_run(params, {"role": "diagnose"}, run_name="diagnose")
+    tracker.writer.put(run.run_id, found.probe.history)
+    metrics = {"ratio_rule_lr": found.ratio_lr, **{f"range_test_{k}_lr": v for k, v in
+                                                    found.range_test.suggestions.items()}}
+    if found.suggestion is not None:
+        metrics["suggested_lr"] = found.suggestion.lr
+    tracker.writer.flush()
+    with tempfile.TemporaryDirectory() as folder:
+        plot_range_test(found.range_test, Path(folder) / "range_test.png",
+                        title=f"LR range test: {spec.objective}, {spec.hp.optimizer}")
+        found.range_test.to_frame().to_csv(Path(folder) / "range_test.csv", index=False)
+        client.log_artifacts(run.run_id, folder)
+    tags = {"verdict": found.verdict.name, "verdict_reason": found.verdict.reason}
+    run.close("complete", tags, {k: v for k, v in metrics.items() if math.isfinite(v)})
+    tracker.close()
+    return run.run_id
 
 
 def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:

@@ -50,9 +50,10 @@ def test_user_module_objective_gets_one_row_per_tensor(capsys: pytest.CaptureFix
 def test_plot_is_written_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST]) == 0
+    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST, "--no-track"]) == 0
     assert list(tmp_path.iterdir()) == []
-    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST, "--plot", "r.png"]) == 0
+    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST, "--no-track",
+                "--plot", "r.png"]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "range test plot: r.png" in capsys.readouterr().out
 
@@ -86,3 +87,23 @@ def test_bad_input_is_one_stderr_line_and_status_2(
     assert names in captured.err
     assert "Traceback" not in captured.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_diagnosis_is_logged_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert run([*FAST, "--tracking-uri", uri]) == 0
+    run_id = re.search(r"mlflow run: (\w+)", capsys.readouterr().out).group(1)
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["verdict"] == "stalled"
+    assert "update ratio" in logged.data.tags["verdict_reason"]
+    assert {"ratio_rule_lr", "suggested_lr"} <= set(logged.data.metrics)
+    assert {a.path for a in client.list_artifacts(run_id)} == {"range_test.png",
+                                                               "range_test.csv"}
+    history = client.get_metric_history(run_id, "update_ratio")
+    assert sorted(m.step for m in history) == list(range(len(history))) and history
