@@ -8,9 +8,11 @@ hyperparameters (``sweeps.stacked_optim``), and each row follows its own learnin
 (``sweeps.lr_tables``); both repeat torch's arithmetic, so every trial follows its sequential
 trajectory while the per-epoch Python overhead is paid once per batch.
 
+``plateau`` steps on each row's loss (``Plateau``, torch's ReduceLROnPlateau arithmetic).
+
 Statistics are recorded for the whole batch and handed to each trial's observers per chunk,
-so pruning and tracking work per trial. ``plateau`` (it steps on the loss), RMSprop without
-momentum and objectives that ``vmap`` cannot trace run sequentially instead.
+so pruning and tracking work per trial. RMSprop without momentum and objectives that
+``vmap`` cannot trace run sequentially instead.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def batchable(hp: Hyperparams) -> bool:
     """True if ``hp`` can join a batch (its schedule does not depend on the loss)."""
     if hp.optimizer == "rmsprop" and hp.options.get("momentum", 0.9) <= 0:
         return False
-    return hp.scheduler in TABULATED and hp.optimizer in RULES
+    return (hp.scheduler in TABULATED or hp.scheduler == "plateau") and hp.optimizer in RULES
 
 
 def train_batch(
@@ -108,7 +110,10 @@ class _Batch:
                 self.rules.append(RULES[name](slice(start, stop), [hps[i].options for i in rows],
                                               like))
                 start = stop
-        tables = [lr_table(hp.scheduler, hp.lr, epochs, hp.options) for hp in hps]
+        tables = [lr_table("none" if hp.scheduler == "plateau" else hp.scheduler, hp.lr,
+                           epochs, hp.options) for hp in hps]
+        self.plateaus = {i: Plateau.for_options(hp.lr, epochs, hp.options)
+                         for i, hp in enumerate(hps) if hp.scheduler == "plateau"}
         self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
         self.lr_host = np.asarray(tables).T
         self.loss_fn = torch.func.vmap(lambda params: objective.loss(params))
@@ -145,6 +150,8 @@ class _Batch:
                 with torch.no_grad():
                     for rule in self.rules:
                         rule.step(self.params, grads, lr[rule.rows])
+                if self.plateaus:
+                    self.step_plateaus(epoch, losses.detach().tolist())
                 if self.recorder.full or epoch == self.epochs - 1:
                     self.flush()
                     if not self.active:
@@ -159,6 +166,14 @@ class _Batch:
         for i in list(self.active):
             self.end(i, "complete", None, None)
         return [r for r in self.results if r is not None]
+
+    def step_plateaus(self, epoch: int, losses: list[float]) -> None:
+        """ReduceLROnPlateau per row: a reduction sets the lr of every later epoch."""
+        for i, plateau in self.plateaus.items():
+            new_lr = plateau.step(losses[i])
+            if new_lr is not None and epoch + 1 < self.epochs:
+                self.lr[epoch + 1 :, i] = new_lr
+                self.lr_host[epoch + 1 :, i] = new_lr
 
     def flush(self) -> None:
         for i, stats in enumerate(self.recorder.drain()):
@@ -241,3 +256,37 @@ class _StackedRecorder:
         self.start += n
         self.size = 0
         return out
+
+
+class Plateau:
+    """``ReduceLROnPlateau`` (mode min, relative threshold, no cooldown, min_lr 0) for one
+    trial, repeating torch's float arithmetic."""
+
+    threshold, eps = 1e-4, 1e-8
+
+    def __init__(self, lr: float, factor: float, patience: int) -> None:
+        self.lr, self.factor, self.patience = lr, factor, patience
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    @classmethod
+    def for_options(cls, lr: float, epochs: int, options: dict[str, float]) -> Plateau:
+        """As ``sweeps.schedulers`` builds it."""
+        patience = int(options.get("plateau_patience", max(1, epochs // 20)))
+        return cls(lr, options.get("plateau_factor", 0.5), patience)
+
+    def step(self, loss: float) -> float | None:
+        """Take the epoch's loss; the new lr if it is reduced, else None."""
+        if loss < self.best * (1.0 - self.threshold):
+            self.best = loss
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs <= self.patience:
+            return None
+        self.bad_epochs = 0
+        new_lr = max(self.lr * self.factor, 0.0)
+        if self.lr - new_lr > self.eps:
+            self.lr = new_lr
+            return new_lr
+        return None
