@@ -35,6 +35,13 @@ class Objective(Protocol):
         ...
 
 
+# Optional methods an objective may define:
+#   evaluate(params) -> dict[str, float]: extra metrics of trained parameters (see below);
+#   batched_loss(params) -> Tensor: the loss of every row of parameters stacked along a new
+#     first dimension, equal row by row to ``loss`` (batched trials use ``torch.func.vmap``
+#     of ``loss`` when it is missing).
+
+
 def evaluate(objective: Objective, params: dict[str, torch.Tensor]) -> dict[str, float]:
     """Extra metrics of trained ``params`` (e.g. test accuracy), if the objective defines an
     optional ``evaluate(params) -> dict[str, float]``; else none."""

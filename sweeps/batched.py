@@ -116,7 +116,9 @@ class _Batch:
                          for i, hp in enumerate(hps) if hp.scheduler == "plateau"}
         self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
         self.lr_host = np.asarray(tables).T
-        self.loss_fn = torch.func.vmap(lambda params: objective.loss(params))
+        native = getattr(objective, "batched_loss", None)  # optional: rows of stacked params
+        self.loss_fn = native if callable(native) else torch.func.vmap(
+            lambda params: objective.loss(params))
         capacity = chunk_capacity(self.params, chunk or default_chunk(epochs))
         self.recorder = _StackedRecorder(self.params, capacity)
         self.parts: list[list[EpochStats]] = [[] for _ in hps]

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(study_name: str, storage: str, out: str, top: int, force: bool) -> int:
-    from .results import best_documents, dumps, load_study, write_json
+    from .results import best_documents, dumps, opened_study, write_json
 
     if top < 1:
         raise UsageError("top", top, "use an integer >= 1")
@@ -40,7 +40,8 @@ def _export(study_name: str, storage: str, out: str, top: int, force: bool) -> i
 
         if Path(out).exists() and not force:
             raise UsageError("out", out, "the file exists; use --force to overwrite it")
-    docs = best_documents(load_study(storage, study_name), top)
+    with opened_study(storage, study_name) as study:
+        docs = best_documents(study, top)
     data = docs[0] if top == 1 else {"study": study_name, "trials": docs}
     if out == "-":
         sys.stdout.write(dumps(data))

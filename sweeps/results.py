@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
@@ -25,6 +27,23 @@ COLUMNS = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_l
 
 def load_study(storage_url: str, name: str) -> optuna.Study:
     """An existing study; ``UsageError`` (and nothing created) if it does not exist."""
+    return _load(storage_url, name)[0]
+
+
+@contextlib.contextmanager
+def opened_study(storage_url: str, name: str) -> Iterator[optuna.Study]:
+    """``load_study`` for a command that only reads: its database connections are closed at
+    the end, so SQLite's write-ahead-log files go too and the command leaves nothing."""
+    study, storage = _load(storage_url, name)
+    try:
+        yield study
+    finally:
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _load(storage_url: str, name: str) -> tuple[optuna.Study, Any]:
     import optuna
 
     from .storage import local_path, open_storage, redact
@@ -36,10 +55,13 @@ def load_study(storage_url: str, name: str) -> optuna.Study:
                                                      "run a sweep first")
     storage = open_storage(storage_url)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=storage), storage
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         listed = ", ".join(names) if names else "none"
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
         raise UsageError("study", name, f"use an existing study in {redact(storage_url)} "
                                         f"({listed})") from None
 

@@ -52,7 +52,7 @@ def build_parser() -> Parser:
     p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
                                                f"default storage is {WORKERS_STORAGE})")
     p.add_argument("--batch", type=int, help="trials run together as one tensor program "
-                                             "(default: 10; 1: one at a time)")
+                                             "(default: 25; 1: one at a time)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageError
+from .sqlite_tuning import tune_sqlite
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -65,6 +66,8 @@ def open_storage(url: str) -> BaseStorage:
         raise UsageError("storage", redact(url), allowed)
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        tune_sqlite(storage.engine)
+        return storage
     except Exception as exc:
         raise UsageError("storage", redact(url), f"use a reachable database ({exc})") from None

@@ -35,6 +35,7 @@ SETTINGS_ATTR = "lrsweep_settings"  # fixed settings, compared on resume
 PARENT_ATTR = "mlflow_parent_run_id"
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 COUNTED = ("COMPLETE", "PRUNED", "FAIL")
+PRUNE_CHECKS = (0.2, 0.4, 0.6, 0.8)  # fractions of the epochs at which the pruner is asked
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -47,13 +48,16 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 class OptunaReporter(Observer):
-    """Reports each chunk's last loss as an intermediate value, asks the pruner, and keeps
-    the trial's heartbeat fresh."""
+    """Reports each chunk's last loss as an intermediate value, keeps the trial's heartbeat
+    fresh, and asks the pruner at ``PRUNE_CHECKS`` fractions of the epochs (each question
+    reads every trial of the study, so asking at every chunk would dominate a batched
+    sweep)."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, epochs: int) -> None:
         self.trial = trial
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
+        self.checks = sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
 
     def on_end(self, result: TrainResult) -> None:
         self.result = result
@@ -62,7 +66,11 @@ class OptunaReporter(Observer):
         self.heartbeat.beat()
         if not len(stats):
             return False
-        self.trial.report(float(stats.loss[-1]), step=int(stats.epochs[-1]))
+        done = stats.start + len(stats)
+        self.trial.report(float(stats.loss[-1]), step=done - 1)
+        if not self.checks or done < self.checks[0]:
+            return False
+        self.checks = [c for c in self.checks if c > done]
         return bool(self.trial.should_prune())
 
 
@@ -161,7 +169,7 @@ class Sweep:
         trial.set_user_attr("hparams", hp.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
-        reporter = OptunaReporter(trial)
+        reporter = OptunaReporter(trial, self.epochs)
         reporter.heartbeat.beat()
         run = self.tracker.start_trial(
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
@@ -265,7 +273,17 @@ class Sweep:
         commands = [f"python -m sweeps.compare {where}",
                     f"python -m sweeps.export {where} --out best.json",
                     "python -m sweeps.train --params best.json"]
-        return summary(frame, top, commands, {})
+        return summary(frame, top, commands, self.links(frame, top))
+
+    def links(self, frame: Any, top: int) -> dict[str, str]:
+        """MLflow UI links to the top trials side by side (http tracking: that server)."""
+        from tracking.links import DEFAULT_BASE, sweep_links
+
+        base = self.config.tracking_uri if self.config.tracking_uri.startswith("http") \
+            else DEFAULT_BASE
+        best = frame[frame["state"] == "COMPLETE"].sort_values("final_loss").head(top)
+        run_ids = [r for r in best["mlflow_run_id"] if isinstance(r, str)]
+        return sweep_links(base, self.tracker.experiment_id, run_ids) if run_ids else {}
 
     def run_params(self, hp: Hyperparams) -> dict[str, Any]:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
@@ -345,6 +363,9 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int,
         study.set_user_attr(SETTINGS_ATTR, settings)
     elif stored != settings:
         key = next(k for k in settings if stored.get(k) != settings.get(k))
+        engine = getattr(storage, "engine", None)
+        if engine is not None:  # close the database: a refused resume leaves nothing behind
+            engine.dispose()
         raise UsageError(
             key.replace("_", "-"), settings[key],
             f"study {config.study_name!r} was created with {key}={stored.get(key)!r}; "

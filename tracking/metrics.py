@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sweeps.stats import EpochStats
 
+    from .metric_process import MetricProcess
     from .sql_metrics import SqlMetricSink
 
 __all__ = ["BATCH_LIMIT", "MetricWriter", "to_metrics"]
@@ -53,9 +54,10 @@ class MetricWriter:
     """
 
     def __init__(self, client: MlflowClient, sink: SqlMetricSink | None = None,
-                 every: int = 1) -> None:
+                 every: int = 1, process: MetricProcess | None = None) -> None:
         self._client = client
         self._sink = sink
+        self._process = process  # direct writes in a child process, when given
         self._every = every
         self._queue: queue.Queue[tuple[str, EpochStats] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
@@ -66,21 +68,36 @@ class MetricWriter:
     @property
     def direct(self) -> bool:
         """True while metrics go straight into the tracking database."""
-        return self._sink is not None
+        return self._sink is not None or self._process is not None
 
     def put(self, run_id: str, stats: EpochStats) -> None:
-        if len(stats):
-            self._queue.put((run_id, stats))
+        if not len(stats):
+            return
+        if self._process is not None and self._process.alive:
+            self._process.put(run_id, stats, self._every, EPOCH_METRICS,
+                              int(time.time() * 1000))
+            return
+        self._queue.put((run_id, stats))
 
     def flush(self) -> None:
+        if self._process is not None:
+            self._note(self._process.flush())
         self._queue.join()
 
     def close(self) -> None:
+        if self._process is not None:
+            self._note(self._process.close())
+            self._process = None
         self.flush()
         self._queue.put(None)
         self._thread.join()
         if self._sink is not None:
             self._sink.close()
+
+    def _note(self, errors: list[str]) -> None:
+        for error in errors:
+            log.error("metric writer: %s", error)
+        self.errors.extend(errors)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:

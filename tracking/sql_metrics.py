@@ -55,6 +55,9 @@ def connect(tracking_uri: str) -> SqlMetricSink | None:
     if revision != head or metrics != METRICS_COLUMNS or latest != LATEST_COLUMNS:
         log.info("MLflow schema %s (head %s) not recognised; using log_batch", revision, head)
         return None
+    from sweeps.sqlite_tuning import tune_sqlite
+
+    tune_sqlite(engine)  # WAL is a property of the file: MLflow's own commits get cheaper too
     return SqlMetricSink(engine)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from sweeps.loop import Observer, TrainResult
 from sweeps.stats import EpochStats
 
+from .metric_process import MetricProcess
 from .metrics import MetricWriter
 
 if TYPE_CHECKING:
@@ -48,7 +49,11 @@ class StudyTracker:
         self.client = client
         self.experiment_id = self._experiment(experiment)
         sink = connect(client.tracking_uri) if direct else None
-        self.writer = MetricWriter(client, sink, log_every)
+        process = None
+        if sink is not None:  # checked here; the child process does the writing
+            sink.close()
+            sink, process = None, MetricProcess(client.tracking_uri)
+        self.writer = MetricWriter(client, sink, log_every, process)
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)

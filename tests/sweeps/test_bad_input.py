@@ -60,7 +60,9 @@ def empty_study(name: str) -> Prep:
     def prepare(tmp: Path, built: Callable[[], Path]) -> None:
         import optuna
 
-        optuna.create_study(storage="sqlite:///mlruns/optuna.db", study_name=name)
+        storage = optuna.storages.RDBStorage("sqlite:///mlruns/optuna.db")
+        optuna.create_study(storage=storage, study_name=name)
+        storage.engine.dispose()  # close it, as a separate process would
 
     return prepare
 

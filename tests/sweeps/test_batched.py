@@ -143,3 +143,18 @@ def test_objectives_vmap_cannot_trace_fall_back_to_sequential_runs() -> None:
     hps = [Hyperparams("sgd", 0.1), Hyperparams("adam", 0.05)]
     for batched, hp in zip(train_batch(objective, hps, 30), hps):
         assert_same(batched, train(objective, hp, 30))
+
+
+def test_a_native_batched_loss_equals_the_loss_row_by_row() -> None:
+    objective = objectives.build("rebalance")
+    rows = torch.rand(64, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    stacked = (rows * 60 - 5).requires_grad_(True)
+    objective.batched_loss({"shares": stacked}).sum().backward()
+    for row, grad in zip(stacked.detach(), stacked.grad):
+        single = row.clone().requires_grad_(True)
+        loss = objective.loss({"shares": single})
+        loss.backward()
+        assert torch.equal(single.grad, grad)
+    values = objective.batched_loss({"shares": stacked.detach()})
+    assert torch.equal(values, torch.stack([objective.loss({"shares": r})
+                                            for r in stacked.detach()]))

@@ -1,0 +1,233 @@
+"""The careful user's sweep: a plain Optuna objective around the seed article's loop, with
+diagnostics read by ``.item()`` every epoch, metrics buffered and sent with
+``MlflowClient.log_batch`` (1,000 per call) at the end of each trial, one MLflow run per trial
+nested under a parent run. No part of the product is used to train or to log.
+
+    python -m bench.baseline_careful --replay replay.json \\
+        --storage sqlite:///b/optuna.db --tracking-uri sqlite:///b/mlflow.db
+
+Same trials, by replay. The product's sweep is run first; ``bench.replay`` writes down its
+trials (params, final state, epochs run) and this script runs exactly those: each is enqueued
+with ``study.enqueue_trial`` so the objective's ``suggest_*`` calls (the product's search space,
+mirrored below) return the product's values, and a trial the product pruned is run to the same
+epoch and then pruned. Running with the same sampler seed instead would not give the same
+trials: TPE's later suggestions depend on every earlier value and pruning decision, and pruned
+and diverged trials cost from a few hundred to 10,000 epochs, so two independent sweeps can
+differ in work by a large factor. With the replay both sides do the same epochs of the same
+configurations and the ratio measures the machinery alone. The baseline still pays Optuna's
+costs as the product does: it reports every chunk of epochs (the product's cadence) and asks
+the same pruner, whose answer is then ignored in favour of the product's recorded decision.
+A trial that diverges stops at its first non-finite loss or gradient, as the product's does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from .replay import Replay, ReplayTrial
+from .seed_loop import SeedProblem, optimize, seed_problem
+
+__all__ = ["CarefulSweep", "main"]
+
+log = logging.getLogger("bench.baseline_careful")
+BATCH = 1000  # metrics per log_batch call (MLflow's limit)
+PARENT_TAG = "mlflow.parentRunId"
+
+# The product's search space, mirrored: torch class, log-lr range, fixed kwargs, searched.
+_SGD_LR = (1e-3, 1e7)
+_ADAPTIVE_LR = (1e-5, 1e2)
+OPTIMIZERS: dict[str, tuple[str, tuple[float, float], dict[str, Any], tuple[str, ...]]] = {
+    "sgd": ("SGD", _SGD_LR, {}, ()),
+    "momentum": ("SGD", _SGD_LR, {}, ("momentum",)),
+    "nesterov": ("SGD", _SGD_LR, {"nesterov": True}, ("momentum",)),
+    "adam": ("Adam", _ADAPTIVE_LR, {}, ()),
+    "adamw": ("AdamW", _ADAPTIVE_LR, {}, ("weight_decay",)),
+    "rmsprop": ("RMSprop", _ADAPTIVE_LR, {}, ("momentum",)),
+    "adagrad": ("Adagrad", _ADAPTIVE_LR, {}, ()),
+}
+SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+
+
+def suggest(trial: optuna.Trial, epochs: int) -> dict[str, Any]:
+    """The product's search space, suggested the same way (names, ranges, order)."""
+    name = trial.suggest_categorical("optimizer", list(OPTIMIZERS))
+    scheduler = trial.suggest_categorical("scheduler", list(SCHEDULERS))
+    _, (low, high), _, searched = OPTIMIZERS[name]
+    hp: dict[str, Any] = {"optimizer": name, "scheduler": scheduler,
+                          "lr": trial.suggest_float(f"lr_{name}", low, high, log=True)}
+    n = max(1, epochs)
+    if "momentum" in searched:
+        hp["momentum"] = trial.suggest_float("momentum", 0.5, 0.99)
+    if "weight_decay" in searched:
+        hp["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)
+    if scheduler == "step":
+        hp["step_size"] = trial.suggest_int("step_size", max(1, n // 20), max(1, n // 2))
+        hp["step_gamma"] = trial.suggest_float("step_gamma", 0.1, 0.9)
+    elif scheduler == "exponential":
+        hp["exp_gamma"] = trial.suggest_float("exp_gamma", 0.001 ** (1 / n), 0.5 ** (1 / n))
+    elif scheduler == "onecycle":
+        hp["pct_start"] = trial.suggest_float("pct_start", 0.05, 0.5)
+    elif scheduler == "plateau":
+        hp["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.9)
+        hp["plateau_patience"] = trial.suggest_int("plateau_patience", max(1, n // 100),
+                                                   max(1, n // 10))
+    return hp
+
+
+def make_optimizer(hp: dict[str, Any], x: torch.Tensor) -> torch.optim.Optimizer:
+    torch_name, _, fixed, searched = OPTIMIZERS[hp["optimizer"]]
+    kwargs = {**fixed, **{k: hp[k] for k in searched}}
+    cls: Callable[..., torch.optim.Optimizer] = getattr(torch.optim, torch_name)
+    return cls([x], lr=hp["lr"], **kwargs)
+
+
+def make_scheduler(hp: dict[str, Any], optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    from torch.optim import lr_scheduler as s
+
+    name = hp["scheduler"]
+    if name == "step":
+        return s.StepLR(optimizer, step_size=hp["step_size"], gamma=hp["step_gamma"])
+    if name == "exponential":
+        return s.ExponentialLR(optimizer, gamma=hp["exp_gamma"])
+    if name == "cosine":
+        return s.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if name == "onecycle":
+        return s.OneCycleLR(optimizer, max_lr=hp["lr"], total_steps=max(2, epochs),
+                            pct_start=hp["pct_start"], cycle_momentum=False)
+    if name == "plateau":
+        return s.ReduceLROnPlateau(optimizer, factor=hp["plateau_factor"],
+                                   patience=hp["plateau_patience"])
+    return None
+
+
+@dataclass
+class CarefulSweep:
+    replay: Replay  # the trials to run
+    client: MlflowClient
+    experiment_id: str
+    parent_run_id: str
+    problem: SeedProblem
+
+    @property
+    def chunk(self) -> int:
+        """Epochs between two reports to Optuna: the product's cadence."""
+        return max(1, min(500, self.replay.epochs // 20))
+
+    def objective(self, trial: optuna.Trial) -> float:
+        planned: ReplayTrial = self.replay.trials[trial.number]
+        epochs = self.replay.epochs
+        hp = suggest(trial, epochs)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number}",
+                                     tags={PARENT_TAG: self.parent_run_id})
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in hp.items()])
+
+        x = torch.nn.Parameter(self.problem.starting_shares.clone(), requires_grad=True)
+        optimizer = make_optimizer(hp, x)
+        scheduler = make_scheduler(hp, optimizer, epochs)
+        loss_func = torch.nn.MSELoss()
+        stop_at = planned.epochs_run if planned.state == "PRUNED" else epochs
+        metrics: list[Metric] = []
+        diverged = False
+        for epoch in range(stop_at):
+            optimizer.zero_grad()
+            loss = optimize(x, self.problem.target_weights, self.problem.prices, loss_func)
+            loss.backward()
+            loss_value = loss.item()
+            grad_abs_mean = x.grad.abs().mean().item()  # type: ignore[union-attr]
+            if not (math.isfinite(loss_value) and math.isfinite(grad_abs_mean)):
+                diverged = True
+                break
+            before = x.detach().clone()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            update_abs_mean = (x.detach() - before).abs().mean().item()
+            update_ratio = update_abs_mean / before.abs().mean().item()
+            now = int(time.time() * 1000)
+            metrics += [Metric("loss", loss_value, now, epoch),
+                        Metric("grad_abs_mean", grad_abs_mean, now, epoch),
+                        Metric("update_abs_mean", update_abs_mean, now, epoch),
+                        Metric("update_ratio", update_ratio, now, epoch),
+                        Metric("lr", lr, now, epoch)]
+            if scheduler is not None:
+                if hp["scheduler"] == "plateau":
+                    scheduler.step(loss_value)
+                else:
+                    scheduler.step()
+            if (epoch + 1) % self.chunk == 0:
+                trial.report(loss_value, epoch)
+                trial.should_prune()  # asked as the product asks; the replay decides
+        with torch.no_grad():
+            final = float(optimize(x, self.problem.target_weights, self.problem.prices,
+                                   loss_func))
+        for i in range(0, len(metrics), BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+        epochs_run = len(metrics) // 5
+        if diverged or not math.isfinite(final):
+            state, status, value = "failed", "FAILED", math.nan
+        elif planned.state == "PRUNED":
+            state, status, value = "pruned", "KILLED", math.nan
+        else:
+            state, status, value = "complete", "FINISHED", final
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric("final_loss", final, now, 0),
+                     Metric("epochs_run", float(epochs_run), now, 0)],
+            tags=[RunTag("state", state)],
+        )
+        self.client.set_terminated(run_id, status=status)
+        trial.set_user_attr("epochs_run", epochs_run)
+        if state == "pruned":
+            raise optuna.TrialPruned()
+        return value  # NaN: Optuna records the trial as failed
+
+
+def run(replay: Replay, storage: str, tracking_uri: str, experiment: str) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as quiet as the product's --quiet
+    epochs = replay.epochs
+    study = optuna.create_study(
+        storage=storage, study_name="careful", direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 5),
+    )
+    for planned in replay.trials:
+        study.enqueue_trial(planned.params)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = client.create_experiment(experiment)
+    parent = client.create_run(experiment_id, run_name="careful", tags={"role": "study"})
+    sweep = CarefulSweep(replay, client, experiment_id, parent.info.run_id, seed_problem())
+    study.optimize(sweep.objective, n_trials=len(replay.trials))
+    client.set_terminated(parent.info.run_id, status="FINISHED")
+    return study
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.baseline_careful", description=__doc__.split("\n")[0])
+    p.add_argument("--replay", type=Path, required=True, help="replay file (bench.replay)")
+    p.add_argument("--storage", required=True, help="a fresh Optuna storage URL")
+    p.add_argument("--tracking-uri", required=True, help="a fresh MLflow tracking URI")
+    p.add_argument("--experiment", default="careful", help="MLflow experiment")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for noisy in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run(Replay.load(args.replay), args.storage, args.tracking_uri, args.experiment)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Workers: trials per second of ``--workers 2`` against ``--workers 1``.
+
+Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's journal file
+(the product's default storage for several workers) and ``--pruner none``, so that every
+trial costs the same epochs and the rate does not depend on which trials happened to be
+pruned (each worker draws from its own sampler stream, so the two runs' trials differ).
+
+Two rates per run: end to end (trials / wall time of the command, start-up included: what a
+user waits for) and steady state (trials / time from the first trial's start to the last
+one's end, from the study's timestamps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .context import Context, SweepRun
+from .report import Bar, Row
+
+__all__ = ["measure", "worker_sweep"]
+
+
+def worker_sweep(ctx: Context, workers: int) -> SweepRun:
+    sizes = ctx.sizes
+    return ctx.product_sweep(sizes.worker_trials, sizes.worker_epochs, workers=workers,
+                             pruner="none", storage="journal")
+
+
+def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
+    one, two = worker_sweep(ctx, 1), worker_sweep(ctx, 2)
+    rates = {w: _rates(run) for w, run in ((1, one), (2, two))}
+    n, epochs = ctx.sizes.worker_trials, ctx.sizes.worker_epochs
+    end1, end2 = rates[1]["end_to_end"], rates[2]["end_to_end"]
+    st1, st2 = rates[1]["steady_state"], rates[2]["steady_state"]
+    rows = [
+        Row(f"workers: {n} trials x {epochs:,} epochs, --workers 2 vs 1 (end to end)",
+            end2, end1, "trials/s", end2 / end1, Bar(">=", 1.8),
+            "trials / command wall time, start-up of the workers included"),
+        Row("  workers, steady state", st2, st1, "trials/s", st2 / st1, Bar(">=", 1.8),
+            "trials / (last trial end - first trial start), from the study"),
+    ]
+    details = {"n_trials": n, "epochs": epochs, "rates": rates,
+               "wall_s": {1: one.run.wall_s, 2: two.run.wall_s},
+               "commands": {1: " ".join(one.run.argv), 2: " ".join(two.run.argv)}}
+    return rows, details
+
+
+def _rates(sweep: SweepRun) -> dict[str, Any]:
+    import optuna
+
+    from sweeps.storage import open_storage
+    from sweeps.study import counted_trials
+
+    study = optuna.load_study(study_name=sweep.study, storage=open_storage(sweep.storage))
+    trials = counted_trials(study)
+    first = min(t.datetime_start for t in trials if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
+    span = (last - first).total_seconds()
+    workers = {t.user_attrs.get("worker") for t in trials}
+    return {"trials": len(trials), "all_trials": len(study.trials), "workers_seen": len(workers),
+            "end_to_end": len(trials) / sweep.run.wall_s, "steady_state": len(trials) / span,
+            "trials_span_s": span}

@@ -1,0 +1,107 @@
+"""The direct metric writes in a child process, so they use the other core, not the GIL.
+
+The training process only pickles each chunk's arrays onto a queue (a feeder thread sends
+them); the child owns the ``SqlMetricSink`` and inserts. ``flush`` waits until the child has
+written everything put before it. The child exits when told to, or when its parent is gone
+(after writing what was already queued), so a killed sweep leaves no writer behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeps.stats import EpochStats
+
+__all__ = ["MetricProcess"]
+
+log = logging.getLogger(__name__)
+_POLL_S = 1.0  # how often the child checks that its parent is alive while idle
+
+
+class MetricProcess:
+    """A child process writing chunks of per-epoch metrics into the tracking database."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._requests: Any = context.Queue()
+        self._replies: Any = context.Queue()
+        self._process = context.Process(
+            target=_serve, args=(tracking_uri, self._requests, self._replies, os.getpid()),
+            name="mlflow-metric-writer", daemon=True)
+        self._process.start()
+        self._flushes = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def put(self, run_id: str, stats: EpochStats, every: int, names: tuple[str, ...],
+            timestamp: int) -> None:
+        arrays = {name: getattr(stats, name) for name in names}
+        self._requests.put(("write", run_id, stats.start, arrays, every, timestamp))
+
+    def flush(self) -> list[str]:
+        """Wait until everything put so far is written; returns the errors seen."""
+        self._flushes += 1
+        token = self._flushes
+        self._requests.put(("flush", token))
+        errors: list[str] = []
+        while True:
+            try:
+                reply = self._replies.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    return [*errors, "the metric writer process died"]
+                continue
+            if reply == ("flushed", token):
+                return errors
+            if reply[0] == "error":
+                errors.append(reply[1])
+
+    def close(self) -> list[str]:
+        errors = self.flush() if self.alive else ["the metric writer process died"]
+        self._requests.put(None)
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+        return errors
+
+
+def _serve(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
+    import numpy as np
+    import sqlalchemy as sa
+
+    from sweeps.sqlite_tuning import tune_sqlite
+    from sweeps.stats import EPOCH_METRICS, EpochStats
+
+    from .sql_metrics import SqlMetricSink
+
+    connect_args = {"timeout": 60} if tracking_uri.startswith("sqlite:") else {}
+    engine = sa.create_engine(tracking_uri, connect_args=connect_args, poolclass=sa.NullPool)
+    tune_sqlite(engine)
+    sink = SqlMetricSink(engine)
+    while True:
+        try:
+            item = requests.get(timeout=_POLL_S)
+        except queue.Empty:
+            if os.getppid() != parent:  # the parent died: everything queued is written
+                break
+            continue
+        if item is None:
+            break
+        if item[0] == "flush":
+            replies.put(("flushed", item[1]))
+            continue
+        _, run_id, start, arrays, every, timestamp = item
+        n = len(next(iter(arrays.values())))
+        columns = [arrays.get(m, np.full(n, np.nan)) for m in EPOCH_METRICS]
+        try:
+            sink.write(run_id, EpochStats(start, *columns), every, tuple(arrays), timestamp)
+        except Exception as exc:  # report, keep serving
+            replies.put(("error", f"{run_id}: {type(exc).__name__}: {exc}"))
+    sink.close()
