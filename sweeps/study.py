@@ -86,6 +86,8 @@ class Sweep:
     device: str
     extra_observers: tuple[Observer, ...] = ()
     exhausted: bool = False  # a grid search ran its last point
+    histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
+    _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
     progress: SweepProgress = field(default_factory=lambda: SweepProgress(0, 0, 0, False))
 
     def run(self) -> None:
@@ -212,6 +214,17 @@ class Sweep:
         log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
         self.progress.trial_done(hp, result, len(counted_trials(self.study)))
+        self._keep_history(trial, result)
+
+    def _keep_history(self, trial: optuna.Trial, result: TrainResult, keep: int = 5) -> None:
+        """Remember the curves of the best completed trials (for the plots), no more."""
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if result.status != "complete" or run_id is None:
+            return
+        self.histories[run_id] = result.history
+        self._best_loss[run_id] = result.final_loss
+        for worst in sorted(self._best_loss, key=self._best_loss.__getitem__)[keep:]:
+            del self.histories[worst], self._best_loss[worst]
 
     def finish(self, status: str) -> None:
         """Close the parent run: best value and params, ``best_params.json``, ``trials.csv``."""
@@ -256,8 +269,8 @@ class Sweep:
         from tracking.report import write_report
 
         with tempfile.TemporaryDirectory() as folder:
-            write_report(self.study, self.tracker.client, self.objective, self.epochs, folder,
-                         device=self.device)
+            write_report(self.study, self.config.storage, self.tracker.client, self.objective,
+                         self.epochs, folder, histories=self.histories, device=self.device)
             self.tracker.client.log_artifacts(self.parent_run_id, folder, "plots")
 
     def summary(self, top: int = 5) -> str:
