@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
+from typing import Any
 
 from .cli import Parser, add_study_options, guarded
+from .config import SweepConfig
 from .errors import UsageError
 
 __all__ = ["main"]
@@ -21,33 +25,67 @@ def build_parser() -> Parser:
     p.add_argument("--top", type=int, default=1, metavar="K",
                    help="export the K best trials as a list under 'trials' (default: 1)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--plots", action="store_true",
+                   help="also write the sweep's plots (PNG) next to the file, named after it")
+    p.add_argument("--tracking-uri", default=SweepConfig().tracking_uri,
+                   help="MLflow tracking URI the curves are read from, with --plots")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded("sweeps.export", lambda: _export(args.study, args.storage, args.out,
-                                                    args.top, args.force))
+    return guarded("sweeps.export", lambda: _export(args))
 
 
-def _export(study_name: str, storage: str, out: str, top: int, force: bool) -> int:
+def _export(args: Any) -> int:
     from .results import best_documents, dumps, opened_study, write_json
 
-    if top < 1:
-        raise UsageError("top", top, "use an integer >= 1")
-    if out != "-":
-        from pathlib import Path
+    if args.top < 1:
+        raise UsageError("top", args.top, "use an integer >= 1")
+    if args.plots and args.out == "-":
+        raise UsageError("plots", "--out -", "give --out a file path to write plots beside")
+    if args.out != "-" and Path(args.out).exists() and not args.force:
+        raise UsageError("out", args.out, "the file exists; use --force to overwrite it")
+    if args.plots:
+        from tracking.preflight import check_tracking
 
-        if Path(out).exists() and not force:
-            raise UsageError("out", out, "the file exists; use --force to overwrite it")
-    with opened_study(storage, study_name) as study:
-        docs = best_documents(study, top)
-    data = docs[0] if top == 1 else {"study": study_name, "trials": docs}
-    if out == "-":
-        sys.stdout.write(dumps(data))
-    else:
-        write_json(out, data, force=force)
+        check_tracking(args.tracking_uri)
+    with opened_study(args.storage, args.study) as study:
+        docs = best_documents(study, args.top)
+        data = docs[0] if args.top == 1 else {"study": args.study, "trials": docs}
+        if args.out == "-":
+            sys.stdout.write(dumps(data))
+            return 0
+        write_json(args.out, data, force=args.force)
+        if args.plots:
+            for path in _plots(study, args.storage, args.tracking_uri, args.out):
+                print(path)
     return 0
+
+
+def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
+    """The sweep's five plots, as ``<out stem>.<plot>.png`` beside ``out``."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    from objectives import build
+    from tracking.report import write_report
+
+    from .storage import absolute_uri
+
+    settings = study.user_attrs.get("lrsweep_settings", {})
+    args = {k: str(v) for k, v in settings.get("objective_args", {}).items()}
+    objective = build(settings["objective"], args)
+    client = MlflowClient(tracking_uri=absolute_uri(tracking_uri))
+    target = Path(out)
+    written = []
+    with tempfile.TemporaryDirectory() as folder:
+        for path in write_report(study, storage, client, objective, settings["epochs"], folder):
+            destination = target.with_name(f"{target.stem}.{path.name}")
+            shutil.move(str(path), destination)
+            written.append(destination)
+    return written
 
 
 if __name__ == "__main__":

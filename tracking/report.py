@@ -53,9 +53,13 @@ def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
 
 def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
           reference: dict[str, Any], out_dir: str) -> list[str]:
+    import optuna
+
     from sweeps.results import opened_study
 
     from .plots import write_sweep_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     with opened_study(storage_url, study_name) as study:
         return [str(p) for p in write_sweep_plots(study, curves, reference, out_dir)]
