@@ -56,18 +56,22 @@ class Context:
         return run_measured(argv, cwd=cwd, env=self.env)
 
     def product_sweep(self, n_trials: int, epochs: int, *, workers: int = 1,
-                      pruner: str = "median", storage: str = "sqlite") -> SweepRun:
-        """``python -m sweeps.run`` on fresh stores (run once per distinct configuration)."""
-        key = (n_trials, epochs, workers, pruner, storage)
+                      pruner: str = "median", storage: str = "sqlite",
+                      batch: int | None = None) -> SweepRun:
+        """``python -m sweeps.run`` on fresh stores (run once per distinct configuration);
+        ``batch`` None: the product's default."""
+        key = (n_trials, epochs, workers, pruner, storage, batch)
         if key not in self._sweeps:
-            where = self.fresh_dir(f"sweep-{n_trials}x{epochs}-w{workers}-{pruner}-{storage}")
+            where = self.fresh_dir(f"sweep-{n_trials}x{epochs}-w{workers}-{pruner}-{storage}"
+                                   f"-b{batch or 'default'}")
             url = (f"journal:///{where}/optuna.journal" if storage == "journal"
                    else f"sqlite:///{where}/optuna.db")
             tracking = f"sqlite:///{where}/mlflow.db"
             argv = self.python("-m", "sweeps.run", "--n-trials", str(n_trials),
                                "--epochs", str(epochs), "--study", STUDY, "--storage", url,
                                "--tracking-uri", tracking, "--quiet", "--seed", "0",
-                               "--workers", str(workers), "--pruner", pruner)
+                               "--workers", str(workers), "--pruner", pruner,
+                               *(["--batch", str(batch)] if batch else []))
             run = self.run(argv, where).check()
             self._sweeps[key] = SweepRun(run, url, tracking, STUDY, n_trials, epochs, workers)
         return self._sweeps[key]
