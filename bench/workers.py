@@ -35,7 +35,8 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     end1, end2 = rates[1]["end_to_end"], rates[2]["end_to_end"]
     st1, st2 = rates[1]["steady_state"], rates[2]["steady_state"]
     rows = [
-        Row(f"workers: {n} trials x {epochs:,} epochs, --batch 1, --workers 2 vs 1 (end to end)",
+        Row(f"workers: {n} trials x {epochs:,} epochs, --batch 1, --workers 2 vs 1"
+            " (end to end)",
             end2, end1, "trials/s", end2 / end1, Bar(">=", 1.8),
             "trials / command wall time, start-up of the workers included"),
         Row("  workers, steady state", st2, st1, "trials/s", st2 / st1, Bar(">=", 1.8),

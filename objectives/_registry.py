@@ -73,7 +73,8 @@ def _resolve(spec: str) -> Any:
     try:
         found = getattr(module, attr)
     except AttributeError:
-        raise ObjectiveError("objective", spec, f"{module_name} has no attribute {attr!r}") from None
+        raise ObjectiveError("objective", spec,
+                             f"{module_name} has no attribute {attr!r}") from None
     if spec in _BUILTINS:
         _FACTORIES[spec] = found
     return found

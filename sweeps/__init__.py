@@ -1,1 +1,1 @@
-"""Sweeps: search space, optimizer and scheduler construction, training loop, Optuna study, CLIs."""
+"""Sweeps: search space, optimizers, schedulers, training loop, Optuna study, CLIs."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .hparams import Hyperparams
-from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk, finish, train
+from .loop import ObjectiveStartError, Observer, Status, TrainResult, default_chunk, finish, train
 from .lr_tables import TABULATED
 from .stacked_optim import RULES
 from .stats import EpochStats
@@ -193,7 +193,8 @@ class _Batch:
             elif stop:
                 self.end(i, "pruned", None, None)
 
-    def end(self, i: int, status: str, failure: str | None, failure_epoch: int | None) -> None:
+    def end(self, i: int, status: Status, failure: str | None,
+            failure_epoch: int | None) -> None:
         import torch
 
         params = {n: p[i].detach().clone() for n, p in zip(self.names, self.params)}
@@ -203,9 +204,9 @@ class _Batch:
                 final = float(self.objective.loss(params))
             if not math.isfinite(final):
                 status, failure, failure_epoch = "failed", "non-finite final loss", self.epochs
-        self.results[i] = finish(self.observers[i], self.parts[i], status,  # type: ignore[arg-type]
-                                 final, failure, failure_epoch,
-                                 params if status != "failed" else None)
+        kept = params if status != "failed" else None
+        self.results[i] = finish(self.observers[i], self.parts[i], status, final, failure,
+                                 failure_epoch, kept)
         self.active.remove(i)
 
 

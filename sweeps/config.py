@@ -43,7 +43,7 @@ class SweepConfig:
     sampler: str = "tpe"  # tpe, random, grid, cmaes or qmc
     pruner: str = "median"  # median, hyperband or none
     seed: int = 0  # sampler seed
-    storage: str = "sqlite:///mlruns/optuna.db"  # Optuna storage URL (sqlite, postgresql, journal file)
+    storage: str = "sqlite:///mlruns/optuna.db"  # Optuna storage (sqlite, postgresql, journal)
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLflow tracking URI
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow

@@ -7,9 +7,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
@@ -137,7 +137,7 @@ def write_json(path: str, data: Any, *, force: bool) -> None:
     if target.exists() and not force:
         raise UsageError("out", path, "the file exists; use --force to overwrite it")
     if not target.parent.exists():
-        raise UsageError("out", path, f"use a path in an existing folder")
+        raise UsageError("out", path, "use a path in an existing folder")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

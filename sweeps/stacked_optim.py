@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from .optimizers import DEFAULT_SUBPARAMS
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor
 
 __all__ = ["RULES", "StackedRule"]

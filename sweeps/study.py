@@ -17,9 +17,9 @@ from .hparams import Hyperparams
 from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk
 from .progress import SweepProgress
 from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
-from .storage import redact
 from .space import SearchSpace
 from .stats import EpochStats
+from .storage import redact
 
 if TYPE_CHECKING:
     import optuna

@@ -176,9 +176,9 @@ def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[A
     from mlflow import MlflowClient
 
     from tracking.preflight import check_tracking
+    from tracking.study_run import StudyTracker
 
     from .storage import absolute_uri
-    from tracking.study_run import StudyTracker
 
     check_tracking(args.tracking_uri)
     uri = absolute_uri(args.tracking_uri, create_folder=True)

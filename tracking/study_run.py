@@ -7,8 +7,8 @@ end of each trial are queued to a background writer so training never waits for 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
