@@ -242,17 +242,13 @@ class _StackedRecorder:
         self.size = i + 1
 
     def drain(self) -> list[EpochStats]:
-        import torch
+        from .recorder import reduce_chunk
 
         n = self.size
         for theta, p in zip(self.theta, self.params):
             theta[n].copy_(p.detach())
-        grad_sum = sum(g[:n].abs().flatten(2).sum(2) for g in self.grad)
-        update_sum = sum((t[1 : n + 1] - t[:n]).abs().flatten(2).sum(2) for t in self.theta)
-        size_sum = sum(t[:n].abs().flatten(2).sum(2) for t in self.theta)
-        rows = torch.stack([self.loss[:n].to(grad_sum.dtype), grad_sum / self.numel,
-                            update_sum / self.numel, update_sum / size_sum])
-        loss, grad_mean, update_mean, ratio = rows.cpu().numpy().astype(np.float64)
+        loss, grad_mean, update_mean, ratio = reduce_chunk(self.loss, self.theta, self.grad, n,
+                                                           self.numel, dims=2)
         out = [EpochStats(self.start, loss[:, b].copy(), grad_mean[:, b].copy(),
                           update_mean[:, b].copy(), ratio[:, b].copy(), self.lr[:n, b].copy())
                for b in range(loss.shape[1])]

@@ -91,9 +91,9 @@ class SweepConfig:
             _writable_file("export", self.export)
         if self.timeout is not None and not self.timeout > 0:
             raise UsageError("timeout", self.timeout, "use a number of seconds > 0")
-        for label, name in (("study", self.study), ("experiment", self.experiment)):
-            if name is not None and not NAME_PATTERN.match(name):
-                raise UsageError(label, name, NAME_RULE)
+        for label, given in (("study", self.study), ("experiment", self.experiment)):
+            if given is not None and not NAME_PATTERN.match(given):
+                raise UsageError(label, given, NAME_RULE)
         if not NAME_PATTERN.match(self.study_name):
             raise UsageError("study", self.study_name, NAME_RULE)
         return self
@@ -148,7 +148,7 @@ def _coerce(name: str, value: Any) -> Any:
     if float not in allowed:
         return value
     try:
-        return float(value)
+        return float(value)  # type: ignore[arg-type]  # int or float, checked above
     except OverflowError:
         raise UsageError(label, value, "use a number within the float range") from None
 

@@ -7,12 +7,14 @@ once and moves the result to the host in one transfer.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from .stats import EpochStats
 
-__all__ = ["Recorder", "chunk_capacity"]
+__all__ = ["Recorder", "chunk_capacity", "reduce_chunk"]
 
 _BUDGET_BYTES = 64 * 2**20  # memory for the per-epoch copies of one trial
 
@@ -60,13 +62,27 @@ class Recorder:
         n = self.size
         for theta, p in zip(self._theta, self._params):
             theta[n].copy_(p)
-        grad_sum = sum(g[:n].abs().flatten(1).sum(1) for g in self._grad)
-        update_sum = sum((t[1 : n + 1] - t[:n]).abs().flatten(1).sum(1) for t in self._theta)
-        size_sum = sum(t[:n].abs().flatten(1).sum(1) for t in self._theta)
-        rows = torch.stack([self._loss[:n].to(grad_sum.dtype), grad_sum / self._numel,
-                            update_sum / self._numel, update_sum / size_sum])
-        loss, grad_mean, update_mean, ratio = rows.cpu().numpy().astype(np.float64)
+        loss, grad_mean, update_mean, ratio = reduce_chunk(
+            self._loss, self._theta, self._grad, n, self._numel, dims=1)
         stats = EpochStats(self.start, loss, grad_mean, update_mean, ratio, self._lr[:n].copy())
         self.start += n
         self.size = 0
         return stats
+
+
+def reduce_chunk(loss: torch.Tensor, thetas: list[torch.Tensor], grads: list[torch.Tensor],
+                 n: int, numel: int, dims: int) -> np.ndarray:
+    """The per-epoch statistics of ``n`` recorded epochs as float64 rows on the host: loss,
+    mean |grad|, mean |delta theta|, update ratio. ``thetas`` hold ``n + 1`` rows (the last:
+    after the last step); ``dims`` leading dimensions are kept (1: epochs; 2: epochs and
+    trials of a batch), the rest are summed over every parameter tensor."""
+
+    def total(parts: list[torch.Tensor]) -> torch.Tensor:
+        return functools.reduce(torch.add, parts)
+
+    grad_sum = total([g[:n].abs().flatten(dims).sum(dims) for g in grads])
+    update_sum = total([(t[1 : n + 1] - t[:n]).abs().flatten(dims).sum(dims) for t in thetas])
+    size_sum = total([t[:n].abs().flatten(dims).sum(dims) for t in thetas])
+    rows = torch.stack([loss[:n].to(grad_sum.dtype), grad_sum / numel, update_sum / numel,
+                        update_sum / size_sum])
+    return rows.cpu().numpy().astype(np.float64)

@@ -10,7 +10,7 @@ Elementwise results are bit-identical to the sequential optimizer;
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .optimizers import DEFAULT_SUBPARAMS
 
@@ -26,7 +26,7 @@ class StackedRule:
     def __init__(self, rows: slice, options: list[dict[str, float]], like: Tensor) -> None:
         self.rows = rows
         self.step_count = 0
-        self.state: list[Tensor | None] = []
+        self.state: list[Any] = []  # per parameter tensor: the rule's buffers, or None
         self.columns = {key: _column([o.get(key, DEFAULT_SUBPARAMS[key]) for o in options],
                                      like) for key in self.uses}
 

@@ -58,7 +58,9 @@ def open_storage(url: str) -> BaseStorage:
     url = absolute_uri(url, create_folder=True)
     if url.startswith(JOURNAL_SCHEME):
         path = Path(url.removeprefix(JOURNAL_SCHEME))
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        from optuna.storages.journal import JournalFileBackend
+
+        backend = JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in _SQL_SCHEMES:

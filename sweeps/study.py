@@ -414,7 +414,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
     space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
                         config.lr_max).validated()
     study = open_study(config, objective, epochs, space)
-    tests = {}
+    tests: dict[str, Any] = {}
     if config.lr_range == "auto":
         space, tests = _auto_space(study, space, objective, device)
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)

@@ -16,6 +16,7 @@ from .cli import Parser, guarded, setup_logging
 from .config import DEVICES, SweepConfig, parse_kv
 from .errors import UsageError
 from .hparams import Hyperparams
+from .loop import Observer
 from .optimizers import OPTIMIZERS
 from .schedulers import SCHEDULERS
 
@@ -138,6 +139,8 @@ def _check_buildable(hp: Hyperparams, epochs: int) -> None:
 
 
 def _train(args: Any) -> int:
+    import torch
+
     from objectives import build, evaluate
 
     from .loop import train
@@ -155,13 +158,14 @@ def _train(args: Any) -> int:
     objective = build(spec.objective, spec.objective_args)
     epochs = spec.epochs or objective.default_epochs
     device = resolve_device(args.device)
-    observers = ()
+    observers: tuple[Observer, ...] = ()
     tracker = run = None
     if not args.no_track:
         tracker, run = _start_run(args, objective, spec, epochs)
         run.evaluate = lambda params: evaluate(objective, params)
         observers = (run,)
-    before = {k: float(v.double().mean()) for k, v in objective.init_params(device).items()}
+    initial = objective.init_params(torch.device(device))
+    before = {k: float(v.double().mean()) for k, v in initial.items()}
     result = train(objective, spec.hp, epochs, device=device, observers=observers)
     after = {k: float(v.double().mean()) for k, v in (result.params or {}).items()}
     if tracker is not None and run is not None:

@@ -388,8 +388,8 @@ def _merged_lr_study(study: optuna.Study) -> optuna.Study:
     for t in complete:
         for name, dist in t.distributions.items():
             if _is_lr(name, dist):
-                lows.append(dist.low)
-                highs.append(dist.high)
+                lows.append(dist.low)  # type: ignore[attr-defined]  # a FloatDistribution
+                highs.append(dist.high)  # type: ignore[attr-defined]
     merged_dist = FloatDistribution(min(lows), max(highs), log=True) if lows else None
     trials = []
     for t in complete:

@@ -147,7 +147,7 @@ def result_metrics(result: TrainResult) -> dict[str, float]:
 
 
 def result_tags(result: TrainResult) -> dict[str, str]:
-    tags = {"state": result.status}
+    tags: dict[str, str] = {"state": result.status}
     if result.verdict is not None:
         tags["verdict"] = result.verdict.name
         tags["verdict_reason"] = result.verdict.reason
