@@ -103,6 +103,7 @@ class SweepConfig:
 
 
 def field_names() -> list[str]:
+    """The keys a config file may hold."""
     return [f.name for f in fields(SweepConfig)]
 
 
@@ -144,18 +145,14 @@ def _coerce(name: str, value: Any) -> Any:
     }
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
-        return _bad_type(label, value, allowed)
+        names = " or ".join(t.__name__ for t in allowed)
+        raise UsageError(label, value, f"use a value of type {names}")
     if float not in allowed:
         return value
     try:
         return float(value)  # type: ignore[arg-type]  # int or float, checked above
     except OverflowError:
         raise UsageError(label, value, "use a number within the float range") from None
-
-
-def _bad_type(label: str, value: Any, allowed: tuple[type, ...]) -> Any:
-    names = " or ".join(t.__name__ for t in allowed)
-    raise UsageError(label, value, f"use a value of type {names}")
 
 
 def split_names(text: str) -> tuple[str, ...]:
