@@ -93,6 +93,7 @@ class SweepProgress:
 
     def close(self) -> None:
         if self._progress is not None:
+            self._progress.remove_task(self._epochs)  # no trial runs any more
             self._progress.stop()
             logging.getLogger().handlers = self._handlers
             self._progress = None
