@@ -1,0 +1,102 @@
+"""Issue 5, scenarios 4 and 5: workers started at the same instant on one study (journal
+file, PostgreSQL), and the multi-machine recipe (PostgreSQL study storage, ``mlflow server``
+tracking, separate ``sweeps.run`` processes). Afterwards the study holds exactly its target,
+every trial ran once, and the study and the MLflow runs agree one to one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.servers import MlflowServer, PostgresCluster
+
+from .helpers import (
+    NO_PLOTS,
+    SEQUENTIAL,
+    Processes,
+    assert_study_and_runs_agree,
+    counted,
+    journal_url,
+    load_study,
+    load_trials,
+    mlflow_runs,
+    tracking_url,
+)
+
+pytestmark = pytest.mark.slow
+
+# Short trials (about a tenth of a second): the workers spend their time racing on the
+# storage, yet the first worker up cannot finish the study before the others arrive.
+QUICK = ["--epochs", "300", "--optimizers", "adam,sgd", "--schedulers", "none,cosine",
+         "--quiet", *NO_PLOTS, *SEQUENTIAL]
+# Quadratic with an lr range that reaches divergence: COMPLETE, PRUNED and FAIL trials.
+MIXED = ["--objective", "tests.toy_objectives:Quadratic", "--epochs", "2000",
+         "--optimizers", "sgd,adam", "--schedulers", "none", "--lr-min", "1e-3",
+         "--lr-max", "1e2", "--sampler", "random", "--quiet", *NO_PLOTS, *SEQUENTIAL]
+
+
+def _database(postgres: PostgresCluster, prefix: str) -> str:
+    return postgres.create_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
+
+
+# Two workers on the journal (the --workers default) start together in
+# test_kills.py::test_kill_9_of_one_worker_..., which checks the same invariants.
+@pytest.mark.parametrize(("backend", "workers"), [("journal", 4), ("postgres", 2),
+                                                  ("postgres", 4)])
+def test_workers_started_together_run_each_trial_once_and_stop_at_the_target(
+        backend: str, workers: int, workdir: Path, processes: Processes,
+        request: pytest.FixtureRequest) -> None:
+    target = 8
+    if backend == "journal":
+        url, storage = journal_url(workdir), []  # --workers' default storage
+    else:
+        url = _database(request.getfixturevalue("postgres"), "workers")
+        storage = ["--storage", url]
+    args = ["--study", "race", "--workers", str(workers), "--n-trials", str(target), *storage,
+            *QUICK]
+
+    done = processes.run(workdir, *args, timeout=240)
+
+    assert done.rc == 0, done.stderr[-3000:]
+    trials = load_trials(url, "race")
+    assert len(counted(trials)) == target
+    workers_seen = {t.user_attrs["worker"] for t in counted(trials)}
+    assert len(workers_seen) >= 2, "the trials were not shared between workers"
+    parent = load_study(url, "race").user_attrs["mlflow_parent_run_id"]
+    runs = mlflow_runs(tracking_url(workdir), "race")
+    assert_study_and_runs_agree(trials, runs, parent_id=parent)
+
+
+def test_separate_processes_on_postgres_and_an_mlflow_server_agree_one_to_one(
+        postgres: PostgresCluster, make_mlflow_server: Callable[[str], MlflowServer],
+        tmp_path: Path, processes: Processes) -> None:
+    """The multi-machine recipe: every process points at one PostgreSQL study storage and one
+    tracking server (itself backed by PostgreSQL). The first command creates the study, then
+    two more start at the same instant on it."""
+    server = make_mlflow_server(_database(postgres, "tracking"))
+    storage = _database(postgres, "study")
+    common = ["--study", "scale", "--storage", storage, "--tracking-uri", server.url, *MIXED]
+    homes = [tmp_path / f"machine-{i}" for i in range(3)]
+    for home in homes:
+        home.mkdir()
+
+    first = processes.run(homes[0], *common, "--n-trials", "1")
+    assert first.rc == 0, first.stderr[-3000:]
+    racing = [processes.start(home, *common, "--n-trials", "10") for home in homes[1:]]
+    for proc in racing:
+        assert proc.wait(240) == 0, proc.stderr[-3000:]
+
+    trials = load_trials(storage, "scale")
+    assert len(counted(trials)) == 10
+    ran_by = [t.user_attrs["worker"] for t in sorted(counted(trials), key=lambda t: t.number)]
+    assert len(set(ran_by[1:]) - {ran_by[0]}) == 2  # both racers ran trials
+    assert {"COMPLETE", "FAIL"} <= {t.state.name for t in counted(trials)}
+    parent = load_study(storage, "scale").user_attrs["mlflow_parent_run_id"]
+    runs = mlflow_runs(server.url, "scale")
+    assert_study_and_runs_agree(trials, runs, parent_id=parent)
+    assert runs.parents[0].info.status == "FINISHED"
+    for home in homes:  # nothing local: the servers hold everything
+        assert not (home / "mlruns").exists()
