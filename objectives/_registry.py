@@ -28,12 +28,20 @@ def available() -> list[str]:
     return sorted(set(_FACTORIES) | set(_BUILTINS))
 
 
-def build(spec: str, args: Mapping[str, str] | None = None) -> Objective:
+def build(spec: str, args: Mapping[str, str] | None = None, *,
+          from_file: bool = False) -> Objective:
     """Build objective ``spec`` (a registered name or ``pkg.module:attr``) from string args.
 
-    Each argument is converted to the type the factory's signature declares.
+    Each argument is converted to the type the factory's signature declares. With
+    ``from_file`` (a name read from an exported JSON file, not typed by the user), a
+    ``pkg.module:attr`` must be an objective class or instance: a file never gets an arbitrary
+    callable called with its arguments.
     """
     factory = _resolve(spec)
+    if from_file and spec not in _FACTORIES and spec not in _BUILTINS \
+            and not _objective_like(factory):
+        raise ObjectiveError("objective", spec, "a name from a file must be a registered "
+                             "objective, or an objective class or instance")
     if isinstance(factory, Objective) and not isinstance(factory, type):
         if args:
             raise ObjectiveError(
@@ -56,6 +64,11 @@ def build(spec: str, args: Mapping[str, str] | None = None) -> Objective:
     if spec not in _FACTORIES and spec not in _BUILTINS:
         objective.name = spec
     return objective
+
+
+def _objective_like(found: Any) -> bool:
+    """A class whose instances, or an object that, has the objective protocol's methods."""
+    return all(callable(getattr(found, m, None)) for m in ("init_params", "loss", "arguments"))
 
 
 def _resolve(spec: str) -> Any:

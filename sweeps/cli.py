@@ -46,8 +46,10 @@ def setup_logging(quiet: bool) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for noisy in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # quiet: the command's own one-line messages say what failed; the libraries stay silent
+    level = logging.CRITICAL if quiet else logging.WARNING
+    for noisy in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logging.getLogger(noisy).setLevel(level)
 
 
 def add_study_options(parser: argparse.ArgumentParser) -> None:

@@ -76,7 +76,7 @@ def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
 
     settings = study.user_attrs.get("lrsweep_settings", {})
     args = {k: str(v) for k, v in settings.get("objective_args", {}).items()}
-    objective = build(settings["objective"], args)
+    objective = build(settings["objective"], args, from_file=True)
     client = MlflowClient(tracking_uri=absolute_uri(tracking_uri))
     target = Path(out)
     written = []

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from .cli import Parser, guarded, setup_logging
 from .config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
+from .progress import SweepProgress, interactive
+from .storage import redact
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -83,13 +86,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: SweepConfig) -> int:
+    import optuna
+    import sqlalchemy
+
+    from .study import TrackingFailed
+
+    setup_logging(config.quiet or interactive(config.quiet))
+    try:
+        return _sweep(config)
+    except TrackingFailed as exc:
+        return _stopped(f"tracking-uri {redact(config.tracking_uri)}", exc)
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+            OSError) as exc:
+        return _stopped("writing the study or the runs", exc)
+
+
+def _stopped(what: str, exc: BaseException) -> int:
+    """One line for a store that failed mid-sweep: what failed, and how to go on."""
+    cause = " ".join(str(exc).split("\n")[0].split())[:300]
+    print(f"sweeps.run: error: {what} failed ({type(exc).__name__}: {cause}); finished trials "
+          "are kept in the study: fix it (space, server) and run the same command again to "
+          "resume", file=sys.stderr)
+    return 1
+
+
+def _sweep(config: SweepConfig) -> int:
     from .errors import UsageError
     from .loop import ObjectiveStartError
-    from .progress import SweepProgress, interactive
     from .signals import Terminated, exit_status, terminate_as_exception
     from .study import counted_trials, open_sweep
 
-    setup_logging(config.quiet or interactive(config.quiet))
     sweep = open_sweep(config)
     sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
                                    sweep.epochs, interactive(config.quiet))
@@ -110,7 +136,8 @@ def _run(config: SweepConfig) -> int:
             sweep.finish("FAILED")
             raise UsageError("objective", config.objective,
                              f"its first loss could not be computed ({exc})") from None
-    sweep.progress.close()
+        finally:
+            sweep.progress.close()
     sweep.finish("FINISHED")
     if not config.quiet:
         print(sweep.summary())

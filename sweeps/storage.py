@@ -4,14 +4,17 @@ processes on one machine)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 from .sqlite_tuning import tune_sqlite
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
+
+log = logging.getLogger(__name__)
 
 __all__ = ["JOURNAL_SCHEME", "absolute_uri", "local_path", "open_storage", "redact"]
 
@@ -40,6 +43,28 @@ def absolute_uri(url: str, *, create_folder: bool = False) -> str:
     return prefix + str(path)
 
 
+def drop_torn_tail(path: Path, lock: Any) -> None:
+    """Cut a journal's last line if a writer died before finishing it.
+
+    Optuna skips such a line when reading, but the next record would be appended onto it and
+    corrupt the file for good. Cut under the journal's own lock, so no writer is mid-append.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    lock.acquire()
+    try:
+        with open(path, "rb+") as journal:
+            data = journal.read()
+            if data.endswith(b"\n"):
+                return
+            keep = data.rfind(b"\n") + 1
+            journal.truncate(keep)
+        log.warning("%s: dropped a torn last record (%d bytes) left by an interrupted "
+                    "writer", path, len(data) - keep)
+    finally:
+        lock.release()
+
+
 def redact(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for logs, tags and messages)."""
     from urllib.parse import urlsplit, urlunsplit
@@ -58,8 +83,9 @@ def open_storage(url: str) -> BaseStorage:
     url = absolute_uri(url, create_folder=True)
     if url.startswith(JOURNAL_SCHEME):
         path = Path(url.removeprefix(JOURNAL_SCHEME))
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+        drop_torn_tail(path, JournalFileSymlinkLock(str(path)))
         backend = JournalFileBackend(str(path))
         return optuna.storages.JournalStorage(backend)
     scheme = url.split(":", 1)[0].split("+", 1)[0]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from tracking.study_run import StudyTracker, TrialRun
 
-__all__ = ["COUNTED", "Sweep", "counted_trials", "open_sweep"]
+__all__ = ["COUNTED", "Sweep", "TrackingFailed", "counted_trials", "open_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [t for t in study.get_trials(deepcopy=False, states=states)
             if INTERRUPTED_ATTR not in t.user_attrs]
+
+
+class TrackingFailed(RuntimeError):
+    """MLflow could not be written to: the sweep stops after the trials in hand (their
+    results are in Optuna) and can be resumed with the same command."""
 
 
 class OptunaReporter(Observer):
@@ -111,6 +116,8 @@ class Sweep:
             if not trials:
                 return
             self.run_trials(trials)
+            if self.tracker.writer.errors:
+                raise TrackingFailed(self.tracker.writer.errors[0])
 
     def _grid_left(self) -> int:
         """Grid points not yet asked for (a grid sampler repeats points once they run out)."""

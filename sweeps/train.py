@@ -155,7 +155,7 @@ def _train(args: Any) -> int:
             raise
         raise UsageError("params", args.params, f"its {exc.field} {exc.value!r} is not valid; "
                                                 f"{exc.allowed}") from None
-    objective = build(spec.objective, spec.objective_args)
+    objective = build(spec.objective, spec.objective_args, from_file=bool(args.params))
     epochs = spec.epochs or objective.default_epochs
     device = resolve_device(args.device)
     observers: tuple[Observer, ...] = ()

@@ -73,6 +73,16 @@ class MetricProcess:
 
 
 def _serve(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        _write_until_told(tracking_uri, requests, replies, parent)
+    except Exception as exc:  # report, never a traceback on the user's terminal
+        replies.put(("error", f"metric writer stopped: {type(exc).__name__}: {exc}"))
+
+
+def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
     import numpy as np
     import sqlalchemy as sa
 

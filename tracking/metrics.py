@@ -28,7 +28,7 @@ __all__ = ["BATCH_LIMIT", "MetricWriter", "to_metrics"]
 
 log = logging.getLogger(__name__)
 BATCH_LIMIT = 1000  # MLflow's cap on metrics + params + tags per log_batch call
-_RETRIES = 3
+_RETRIES = 2  # attempts per batch, on top of MLflow's own HTTP retries
 
 
 def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Metric]:
@@ -49,8 +49,9 @@ def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Me
 class MetricWriter:
     """A background thread that sends queued chunks of per-epoch metrics.
 
-    ``flush`` waits until everything queued was sent, or failed after retries: failures
-    are logged and kept in ``errors``; training never stops for them.
+    ``flush`` waits until everything queued was sent, or failed after retries. Failures are
+    kept in ``errors``; after the first, nothing more is sent (a lost server would otherwise
+    cost minutes of retries per chunk), and the sweep stops at the end of the trials in hand.
     """
 
     def __init__(self, client: MlflowClient, sink: SqlMetricSink | None = None,
@@ -95,9 +96,7 @@ class MetricWriter:
             self._sink.close()
 
     def _note(self, errors: list[str]) -> None:
-        for error in errors:
-            log.error("metric writer: %s", error)
-        self.errors.extend(errors)
+        self.errors.extend(errors)  # the sweep stops on them, with one message
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -108,6 +107,8 @@ class MetricWriter:
         self._queue.task_done()
 
     def _write(self, run_id: str, stats: EpochStats) -> None:
+        if self.errors:  # the store failed for good: drop the rest, do not wait on retries
+            return
         if self._sink is not None:
             try:
                 timestamp = int(time.time() * 1000)
@@ -127,9 +128,9 @@ class MetricWriter:
                 self._client.log_batch(run_id, metrics=batch, synchronous=True)
                 self.values_sent += len(batch)
                 return
-            except Exception as exc:  # keep training; report at flush
+            except Exception as exc:  # keep training; the sweep stops on errors
                 if attempt == _RETRIES - 1:
-                    self.errors.append(f"{run_id}: {exc}")
-                    log.error("could not log %d metrics to run %s: %s", len(batch), run_id, exc)
+                    self.errors.append(f"could not log {len(batch)} metrics to run {run_id}: "
+                                       f"{str(exc).splitlines()[0] if str(exc) else exc!r}")
                 else:
                     time.sleep(0.5 * (attempt + 1))

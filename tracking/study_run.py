@@ -133,12 +133,18 @@ class TrialRun(Observer):
 
         client = self.tracker.client
         now = int(time.time() * 1000)
-        client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )
-        client.set_terminated(self.run_id, status=RUN_STATUS[status])
+        if self.tracker.writer.errors:  # the store is failing: do not wait on it again
+            return
+        try:
+            client.log_batch(
+                self.run_id,
+                metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                tags=[RunTag(k, v) for k, v in tags.items()],
+            )
+            client.set_terminated(self.run_id, status=RUN_STATUS[status])
+        except Exception as exc:  # the trial's Optuna result still counts; the sweep stops
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            self.tracker.writer.errors.append(f"could not close run {self.run_id}: {first}")
 
 
 def result_metrics(result: TrainResult) -> dict[str, float]:

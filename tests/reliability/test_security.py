@@ -87,11 +87,6 @@ def test_passwords_in_urls_appear_nowhere(password_urls: tuple[str, str], workdi
     assert not leaks
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sweeps.train --params trusts the exported JSON's objective name: 'os:system' with args "
-    "{'command': ...} is imported and called (objectives/_registry.py build -> factory(**kwargs)"
-    " via sweeps/train.py spec_from_export), so the shell command runs before the 'must build "
-    "an object with init_params...' error (exit 2)"))
 def test_an_exported_json_naming_a_dangerous_callable_runs_nothing(
         tmp_path: Path, processes: Processes) -> None:
     marker = tmp_path / "pwned"

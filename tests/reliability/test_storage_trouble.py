@@ -87,11 +87,6 @@ def test_a_stale_journal_lock_is_broken_and_the_sweep_goes_on(
     assert not lock.is_symlink()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a journal whose last line is torn (a writer killed mid-append) is not handled: "
-    "sweeps.run opens it (Optuna ignores a torn last line), appends its first record onto "
-    "the torn fragment, then dies with a JSONDecodeError traceback (exit 1) and leaves a "
-    "journal no later command can read (sweeps/storage.py open_storage)"))
 def test_a_journal_with_a_torn_last_line_is_recovered_or_refused_clearly(
         workdir: Path, processes: Processes) -> None:
     url = journal_url(workdir)
@@ -186,11 +181,6 @@ def test_a_full_disk_loses_no_finished_trial(full_disk: FullDisk) -> None:
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a disk that fills up mid-sweep ends sweeps.run with a traceback (exit 1): "
-    "optuna.exceptions.StorageInternalError from trial.set_user_attr in "
-    "sweeps/study.py Sweep._tell_result, after MLflow's own 'database or disk is full' "
-    "errors; the message even blames 'invalid data ... exceeding max length'"))
 def test_a_full_disk_is_reported_in_one_clear_line(full_disk: FullDisk) -> None:
     assert full_disk.status not in (None, 0)
     line = one_line(full_disk.stderr)

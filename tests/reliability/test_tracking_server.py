@@ -77,11 +77,6 @@ def test_unreachable_tracking_server_fails_fast_with_one_line_before_any_trial(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "a tracking server lost mid-sweep makes sweeps.run hang: every chunk of metrics is "
-    "retried (tracking/metrics.py MetricWriter._send: 3 attempts x MLflow's 3 HTTP retries "
-    "with backoff, ~20 s per chunk, ~20 chunks per trial) and TrialRun.on_end flushes the "
-    "whole queue, so one trial takes minutes and the sweep neither stops nor goes on"))
 def test_tracking_server_lost_mid_sweep_neither_hangs_nor_loses_optuna_results(
         make_mlflow_server: Callable[[str], MlflowServer], tmp_path: Path, workdir: Path,
         processes: Processes) -> None:
