@@ -193,8 +193,9 @@ class Sweep:
         return evaluate(self.objective, params)
 
     def _interrupt(self, trial: optuna.Trial, run: TrialRun, exc: BaseException) -> None:
-        """The trial did not end by itself: FAIL, its run KILLED (FAILED if it never
-        started), not counted unless the objective itself failed to start."""
+        """The trial did not end by itself: FAIL and not counted (once the objective is
+        fixed, the same command runs it again); its run KILLED, or FAILED if the objective
+        could not start."""
         from optuna.trial import TrialState
 
         self.tracker.writer.flush()
@@ -202,6 +203,7 @@ class Sweep:
             run.close("failed", {"state": "failed", "failure_reason": str(exc),
                                  "failure_epoch": "0"}, {})
             trial.set_user_attr("failure", str(exc))
+            trial.set_user_attr(INTERRUPTED_ATTR, "objective failed to start")
         else:
             reason = f"interrupted: {type(exc).__name__}"
             run.close("interrupted", {"state": "interrupted", "failure_reason": reason}, {})
