@@ -20,11 +20,16 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def terminate_as_exception() -> Iterator[None]:
+    """SIGTERM raises ``Terminated``, and SIGINT ``KeyboardInterrupt`` even where the process
+    was started with SIGINT ignored (a shell's background job): an interrupted sweep always
+    closes its trial and runs before it exits."""
     previous = signal.signal(signal.SIGTERM, _raise)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def exit_status(exc: BaseException) -> int:
