@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import optuna
 
     from objectives import Objective
+    from tracking.report import Plotter
     from tracking.study_run import StudyTracker, TrialRun
 
 __all__ = ["COUNTED", "Sweep", "TrackingFailed", "counted_trials", "open_sweep"]
@@ -93,6 +94,7 @@ class Sweep:
     exhausted: bool = False  # a grid search ran its last point
     histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
     _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
+    plotter: Plotter | None = None  # draws the plots at the end (None: --no-plots)
     progress: SweepProgress = field(default_factory=lambda: SweepProgress(0, 0, 0, False))
 
     def run(self) -> None:
@@ -254,13 +256,15 @@ class Sweep:
             for key, value in best["params"].items():
                 client.set_tag(self.parent_run_id, f"best.{key}", str(value))
             client.set_tag(self.parent_run_id, "best.trial", str(best["trial"]))
-            if self.config.plots:
-                self._log_plots()
+            self._log_plots()
             if self.config.export:
                 write_json(self.config.export, best, force=True)
             log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
                      best["params"])
         client.set_terminated(self.parent_run_id, status=status)
+        if self.plotter is not None:
+            self.plotter.close()
+            self.plotter = None
 
     def _tell(self, trial: optuna.Trial, value: float | None, state: Any) -> None:
         """``study.tell``; a grid sampler's ``study.stop()`` on its last point ends the sweep."""
@@ -275,11 +279,11 @@ class Sweep:
     def _log_plots(self) -> None:
         import tempfile
 
-        from tracking.report import write_report
-
+        if self.plotter is None:
+            return
         with tempfile.TemporaryDirectory() as folder:
-            write_report(self.study, self.config.storage, self.tracker.client, self.objective,
-                         self.epochs, folder, histories=self.histories, device=self.device)
+            self.plotter.write(self.study, self.config.storage, self.tracker.client, folder,
+                               histories=self.histories)
             self.tracker.client.log_artifacts(self.parent_run_id, folder, "plots")
 
     def summary(self, top: int = 5) -> str:
@@ -445,6 +449,10 @@ def open_sweep(config: SweepConfig) -> Sweep:
         _log_range_tests(tracker, parent, tests)
     sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device)
     reap_stale(study, tracker, close_orphan_runs=True)
+    if config.plots:
+        from tracking.report import Plotter
+
+        sweep.plotter = Plotter(objective.name, objective.arguments(), epochs, device)
     return sweep
 
 

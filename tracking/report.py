@@ -1,7 +1,8 @@
-"""The sweep's plots, drawn in a short-lived child process.
+"""The sweep's plots, drawn in a child process.
 
-Matplotlib and the figures would add about 150 MiB to the sweep process at its very end; the
-child, which never imports torch, stays far smaller. Curves of the top trials come from the
+Matplotlib and the figures would add about 150 MiB to the sweep process at its very end, and
+importing it and training the reference run would add seconds; the child does both while the
+sweep still trains. Curves of the top trials come from the
 sweep's memory (``histories``: run id -> EpochStats), read back from MLflow only for trials an
 earlier run of a resumed study trained.
 """
@@ -23,32 +24,66 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.stats import EpochStats
 
-__all__ = ["REFERENCE", "write_report"]
+__all__ = ["REFERENCE", "Plotter", "write_report"]
 
 REFERENCE = Hyperparams("sgd", 0.01)  # the seed's configuration, drawn dashed for contrast
+
+
+class Plotter:
+    """A child process started with the sweep. While the sweep trains, it imports matplotlib
+    and trains the reference run on the other core; at the end only drawing is left."""
+
+    def __init__(self, objective_name: str, objective_args: dict[str, Any], epochs: int,
+                 device: str = "cpu") -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        args = {k: str(v) for k, v in objective_args.items()}
+        self._reference = self._pool.submit(_reference, objective_name, args, epochs, device)
+
+    def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
+              out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
+              top: int = 5) -> list[Path]:
+        """Write the five sweep plots into ``out_dir``: loss and update-ratio curves of the
+        ``top`` trials and of the reference run, final loss against lr, the optimisation
+        history and the parameter importances."""
+        from .plots import histories_by_run, top_run_ids
+
+        known = histories or {}
+        labelled = top_run_ids(study, top)
+        missing = {label: run for label, run in labelled.items() if run not in known}
+        curves: dict[str, Any] = histories_by_run(client, missing) if missing else {}
+        curves = {label: known.get(run) or curves[label] for label, run in labelled.items()}
+        label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
+        reference = {label: self._reference.result()}
+        future = self._pool.submit(_draw, storage_url, study.study_name, curves, reference,
+                                   str(out_dir))
+        return [Path(p) for p in future.result()]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
                  objective: Objective, epochs: int, out_dir: str | Path, *,
                  histories: dict[str, EpochStats] | None = None, top: int = 5,
                  device: str = "cpu") -> list[Path]:
-    """Write the five sweep plots into ``out_dir``: loss and update-ratio curves of the
-    ``top`` trials and of the reference run, final loss against lr, the optimisation history
-    and the parameter importances."""
-    from .plots import histories_by_run, top_run_ids
+    """``Plotter.write`` in one call (for a study whose sweep has ended)."""
+    plotter = Plotter(objective.name, objective.arguments(), epochs, device)
+    try:
+        return plotter.write(study, storage_url, client, out_dir, histories=histories,
+                             top=top)
+    finally:
+        plotter.close()
 
-    known = histories or {}
-    labelled = top_run_ids(study, top)
-    missing = {label: run for label, run in labelled.items() if run not in known}
-    curves: dict[str, Any] = histories_by_run(client, missing) if missing else {}
-    curves = {label: known.get(run) or curves[label] for label, run in labelled.items()}
-    reference = train(objective, REFERENCE, epochs, device=device).history
-    label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        future = pool.submit(_draw, storage_url, study.study_name, curves, {label: reference},
-                             str(out_dir))
-        return [Path(p) for p in future.result()]
+
+def _reference(objective_name: str, args: dict[str, str], epochs: int,
+               device: str) -> EpochStats:
+    from objectives import build
+
+    from . import plots  # noqa: F401  (imported now, while the sweep still trains)
+
+    objective = build(objective_name, args, from_file=True)
+    return train(objective, REFERENCE, epochs, device=device).history
 
 
 def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
