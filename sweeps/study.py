@@ -28,14 +28,13 @@ if TYPE_CHECKING:
     from tracking.report import Plotter
     from tracking.study_run import StudyTracker, TrialRun
 
-__all__ = ["COUNTED", "Sweep", "TrackingFailed", "counted_trials", "open_sweep"]
+__all__ = ["Sweep", "TrackingFailed", "counted_trials", "open_sweep"]
 
 log = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "lrsweep_settings"  # fixed settings, compared on resume
 PARENT_ATTR = "mlflow_parent_run_id"
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
-COUNTED = ("COMPLETE", "PRUNED", "FAIL")
 PRUNE_CHECKS = (0.2, 0.4, 0.6, 0.8)  # fractions of the epochs at which the pruner is asked
 
 
@@ -90,7 +89,6 @@ class Sweep:
     tracker: StudyTracker
     parent_run_id: str
     device: str
-    extra_observers: tuple[Observer, ...] = ()
     exhausted: bool = False  # a grid search ran its last point
     histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
     _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
@@ -156,8 +154,8 @@ class Sweep:
         started = [self._start(trial) for trial in trials]
         hps = [hp for hp, _, _ in started]
         ticker = self.progress.observer()
-        observers = [(reporter, run, ticker, *self.extra_observers)
-                     for _, run, reporter in started]
+        observers: list[tuple[Observer, ...]] = [(reporter, run, ticker)
+                                                 for _, run, reporter in started]
         try:
             results = train_batch(self.objective, hps, self.epochs, device=self.device,
                                   observers=observers, chunk=default_chunk(self.epochs))
@@ -171,9 +169,6 @@ class Sweep:
         for trial, hp, result in zip(trials, hps, results):
             self._tell_result(trial, hp, result)
         return results
-
-    def run_trial(self, trial: optuna.Trial) -> TrainResult:
-        return self.run_trials([trial])[0]
 
     def _start(self, trial: optuna.Trial) -> tuple[Hyperparams, TrialRun, OptunaReporter]:
         hp = self.space.sample(trial)
