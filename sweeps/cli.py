@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -29,6 +30,9 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
     except (UsageError, ObjectiveError) as exc:
         print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def one_line(text: str) -> str:
