@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psycopg2
 from psycopg2 import sql
@@ -65,7 +65,34 @@ def _find_pg_binary(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
-class PostgresCluster:
+class _Service:
+    """A server as a context manager: ``start()`` on entry (``stop()`` if that fails half
+    way), ``stop()`` on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class PostgresCluster(_Service):
     """A throwaway PostgreSQL cluster (trust auth, no durability) on 127.0.0.1.
 
     ``initdb`` refuses to run as root, so as root every server binary runs as
@@ -176,24 +203,8 @@ class PostgresCluster:
             )
         return proc
 
-    def __enter__(self) -> PostgresCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class MlflowServer:
+class MlflowServer(_Service):
     """``mlflow server`` in its own process group on 127.0.0.1.
 
     ``backend_store_uri`` is any SQLAlchemy URL MLflow accepts (sqlite or
@@ -275,22 +286,6 @@ class MlflowServer:
         if self.base_dir is not None:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = None
-
-    def __enter__(self) -> MlflowServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:

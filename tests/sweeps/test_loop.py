@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from objectives import Objective
-from objectives.digits import Digits
 from objectives.rebalance import Rebalance
 from sweeps.hparams import Hyperparams
 from sweeps.loop import ObjectiveStartError, Observer, TrainResult, train
@@ -35,16 +34,6 @@ REF_SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], Any]] = {
 }
 LR = {("rebalance", "adam"): 0.1, ("rebalance", "sgd"): 1e3, ("rebalance", "momentum"): 1e3,
       ("digits", "adam"): 0.01, ("digits", "sgd"): 0.3, ("digits", "momentum"): 0.3}
-
-
-@pytest.fixture(scope="module")
-def rebalance() -> Rebalance:
-    return Rebalance()
-
-
-@pytest.fixture(scope="module")
-def digits() -> Digits:
-    return Digits(hidden=8)
 
 
 def reference_loop(objective: Objective, optimizer: str, scheduler: str, lr: float,

@@ -50,16 +50,6 @@ class Flat:
         return {}
 
 
-@pytest.fixture(scope="module")
-def rebalance() -> Rebalance:
-    return Rebalance()
-
-
-@pytest.fixture(scope="module")
-def digits() -> Digits:
-    return Digits(hidden=8)
-
-
 def onecycle_lr(max_lr: float, total: int, pct_start: float = 0.3) -> np.ndarray:
     """OneCycleLR's closed form (cosine annealing, div_factor 25, final_div_factor 1e4)."""
     initial, peak_step = max_lr / 25, pct_start * total - 1
