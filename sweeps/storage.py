@@ -43,6 +43,25 @@ def absolute_uri(url: str, *, create_folder: bool = False) -> str:
     return prefix + str(path)
 
 
+def _rdb_storage(url: str, engine: dict[str, Any], attempts: int = 5) -> Any:
+    """``RDBStorage``; another process creating the same empty database at the same moment
+    makes the schema set-up fail once (a duplicate version row): then the schema exists, so
+    try again."""
+    import time
+
+    import optuna
+    import sqlalchemy
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def drop_torn_tail(path: Path, lock: Any) -> None:
     """Cut a journal's last line if a writer died before finishing it.
 
@@ -94,7 +113,7 @@ def open_storage(url: str) -> BaseStorage:
         raise UsageError("storage", redact(url), allowed)
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        storage = _rdb_storage(url, engine)
         tune_sqlite(storage.engine)
         return storage
     except Exception as exc:
