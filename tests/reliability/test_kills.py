@@ -90,14 +90,19 @@ def test_signal_fails_the_trial_flushes_its_metrics_and_leaves_the_study_resumab
 
     trials = load_trials(url, "sig")
     interrupted = [t for t in trials if INTERRUPTED in t.user_attrs]
-    assert [t.number for t in interrupted] == [running.number]
-    assert interrupted[0].state == TrialState.FAIL
+    assert len(interrupted) == 1
+    hit = interrupted[0]  # the polled trial, or a later one if it finished before the signal
+    assert hit.number >= running.number
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.number < hit.number)
+    assert hit.state == TrialState.FAIL
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     runs = mlflow_runs(tracking_url(workdir), "sig")
-    run_id = running.user_attrs["mlflow_run_id"]
+    run_id = hit.user_attrs["mlflow_run_id"]
     assert runs.client.get_run(run_id).info.status == "KILLED"
     history = runs.client.get_metric_history(run_id, "loss")
-    assert len(history) >= reported + 1  # the buffered epochs reached MLflow
+    if hit.number == running.number:
+        assert len(history) >= reported + 1  # the buffered epochs reached MLflow
+    assert len(history) >= max(hit.intermediate_values, default=-1) + 1
     assert sorted(m.step for m in history) == list(range(len(history)))
     assert [p.info.status for p in runs.parents] == ["KILLED"]
     assert runs.parents[0].info.run_id == parent_id
