@@ -79,7 +79,8 @@ def train(
     device = torch.device(device)
     try:
         initial = objective.init_params(device)
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in initial.items()}
+        params = {k: v.detach().clone(memory_format=torch.contiguous_format)
+                  .requires_grad_(True) for k, v in initial.items()}
         leaves = list(params.values())
         optimizer = build_optimizer(hp.optimizer, leaves, hp.lr, hp.options)
         scheduler = build_scheduler(hp.scheduler, optimizer, epochs, hp.options)

@@ -1,7 +1,7 @@
 """Per-epoch statistics without a host synchronisation per epoch.
 
-Each epoch copies the parameters (before the step), their gradients and the loss into
-preallocated tensors on the parameters' device; ``drain`` reduces a whole chunk of epochs at
+Each epoch copies the parameters (before the step), their gradients and the loss into a
+preallocated table on the parameters' device; ``drain`` reduces a whole chunk of epochs at
 once and moves the result to the host in one transfer.
 """
 
@@ -26,16 +26,25 @@ def chunk_capacity(params: list[torch.Tensor], wanted: int) -> int:
 
 
 class Recorder:
-    """Collects the statistics of up to ``capacity`` epochs between two drains."""
+    """Collects the statistics of up to ``capacity`` epochs between two drains.
+
+    Each epoch is one row of a preallocated table, written by a single ``torch.cat``: the
+    parameters before the step, their gradients and the loss, all flattened (one dispatch per
+    epoch, not one per tensor). Row ``capacity`` takes the parameters after the last step.
+    """
 
     def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
         self._params = [p.detach() for p in params]
-        self._theta = [p.new_empty((capacity + 1, *p.shape)) for p in self._params]
-        self._grad = [p.new_empty((capacity, *p.shape)) for p in self._params]
-        dtype = params[0].dtype if params[0].is_floating_point() else torch.float64
-        self._loss = torch.empty(capacity, dtype=dtype, device=params[0].device)
-        self._lr = np.empty(capacity)
+        if not all(p.is_contiguous() for p in self._params):
+            raise ValueError("Recorder needs contiguous parameters")
+        self._flat = [p.view(-1) for p in self._params]  # views: they follow the updates
         self._numel = sum(p.numel() for p in self._params)
+        dtype = params[0].dtype if params[0].is_floating_point() else torch.float64
+        self._table = torch.empty((capacity + 1, 2 * self._numel + 1), dtype=dtype,
+                                  device=params[0].device)
+        self._rows = list(self._table.unbind(0))
+        self._flat_shapes = [p.dim() != 1 for p in self._params]
+        self._lr = np.empty(capacity)
         self.capacity = capacity
         self.start = 0  # epoch of the first recorded row
         self.size = 0  # rows recorded since the last drain
@@ -47,23 +56,23 @@ class Recorder:
     def record(self, loss: torch.Tensor, lr: float, grads: list[torch.Tensor | None]) -> None:
         """Call after ``backward`` and before ``optimizer.step``."""
         i = self.size
-        for theta, grad, p, g in zip(self._theta, self._grad, self._params, grads):
-            theta[i].copy_(p)
+        parts = [*self._flat]
+        for p, g, flatten in zip(self._params, grads, self._flat_shapes):
             if g is None:
-                grad[i].zero_()
-            else:
-                grad[i].copy_(g)
-        self._loss[i].copy_(loss.detach())
+                g = torch.zeros_like(p)
+            parts.append(g.view(-1) if flatten else g)
+        parts.append(loss.detach().view(1))
+        torch.cat(parts, out=self._rows[i])
         self._lr[i] = lr
         self.size = i + 1
 
     def drain(self) -> EpochStats:
         """Statistics of the recorded epochs; call after the last recorded step."""
-        n = self.size
-        for theta, p in zip(self._theta, self._params):
-            theta[n].copy_(p)
+        n, k = self.size, self._numel
+        torch.cat(self._flat, out=self._table[n, :k])
+        table = self._table
         loss, grad_mean, update_mean, ratio = reduce_chunk(
-            self._loss, self._theta, self._grad, n, self._numel, dims=1)
+            table[:, 2 * k], [table[:, :k]], [table[:, k : 2 * k]], n, k, dims=1)
         stats = EpochStats(self.start, loss, grad_mean, update_mean, ratio, self._lr[:n].copy())
         self.start += n
         self.size = 0

@@ -16,6 +16,7 @@ from .errors import UsageError
 from .hparams import Hyperparams
 from .loop import ObjectiveStartError, Observer, TrainResult, default_chunk
 from .progress import SweepProgress
+from .prune_view import PruneView
 from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
 from .space import SearchSpace
 from .stats import EpochStats
@@ -58,11 +59,13 @@ class OptunaReporter(Observer):
     reads every trial of the study, so asking at every chunk would dominate a batched
     sweep)."""
 
-    def __init__(self, trial: optuna.Trial, epochs: int) -> None:
+    def __init__(self, trial: optuna.Trial, epochs: int, view: PruneView) -> None:
         self.trial = trial
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
         self.checks = sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
+        self.view = view  # shared by the batch: one read of the study per check
+        self.reported: dict[int, float] = {}
 
     def on_end(self, result: TrainResult) -> None:
         self.result = result
@@ -72,11 +75,13 @@ class OptunaReporter(Observer):
         if not len(stats):
             return False
         done = stats.start + len(stats)
-        self.trial.report(float(stats.loss[-1]), step=done - 1)
+        value = float(stats.loss[-1])
+        self.trial.report(value, step=done - 1)
+        self.reported[done - 1] = value
         if not self.checks or done < self.checks[0]:
             return False
         self.checks = [c for c in self.checks if c > done]
-        return bool(self.trial.should_prune())
+        return self.view.should_prune(self.trial, self.reported)
 
 
 @dataclass
@@ -151,7 +156,8 @@ class Sweep:
         """Run ``trials`` (batched where possible) and tell Optuna each outcome."""
         from .batched import train_batch
 
-        started = [self._start(trial) for trial in trials]
+        view = PruneView(self.study)
+        started = [self._start(trial, view) for trial in trials]
         hps = [hp for hp, _, _ in started]
         ticker = self.progress.observer()
         observers: list[tuple[Observer, ...]] = [(reporter, run, ticker)
@@ -160,22 +166,25 @@ class Sweep:
             results = train_batch(self.objective, hps, self.epochs, device=self.device,
                                   observers=observers, chunk=default_chunk(self.epochs))
         except BaseException as exc:
+            self.tracker.writer.flush()  # the runs of trials that ended are closed
             for trial, (hp, run, reporter) in zip(trials, started):
                 if reporter.result is not None:
                     self._tell_result(trial, hp, reporter.result)
                 else:
                     self._interrupt(trial, run, exc)
             raise
+        self.tracker.writer.flush()  # every run is closed before Optuna hears the outcome
         for trial, hp, result in zip(trials, hps, results):
             self._tell_result(trial, hp, result)
         return results
 
-    def _start(self, trial: optuna.Trial) -> tuple[Hyperparams, TrialRun, OptunaReporter]:
+    def _start(self, trial: optuna.Trial,
+               view: PruneView) -> tuple[Hyperparams, TrialRun, OptunaReporter]:
         hp = self.space.sample(trial)
         trial.set_user_attr("hparams", hp.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
-        reporter = OptunaReporter(trial, self.epochs)
+        reporter = OptunaReporter(trial, self.epochs, view)
         reporter.heartbeat.beat()
         run = self.tracker.start_trial(
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}

@@ -1,8 +1,10 @@
 """Per-epoch metrics to MLflow off the training thread.
 
-``put`` hands a chunk of epochs to a background thread and returns at once. The thread
-writes it with the direct SQL sink where the store allows it (``tracking.sql_metrics``), and
-with ``MlflowClient.log_batch`` in calls of at most 1,000 metrics otherwise.
+``put`` hands a chunk of epochs to a background thread (or to the writer process, see
+``tracking.metric_process``) and returns at once. The thread writes it with the direct SQL sink
+where the store allows it (``tracking.sql_metrics``), and with ``MlflowClient.log_batch`` in
+calls of at most 1,000 metrics otherwise. ``then`` queues work that must follow the metrics
+already put (closing a trial's run), so the training loop never waits for the store.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeps.stats import EPOCH_METRICS
@@ -60,7 +63,8 @@ class MetricWriter:
         self._sink = sink
         self._process = process  # direct writes in a child process, when given
         self._every = every
-        self._queue: queue.Queue[tuple[str, EpochStats] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, EpochStats] | Callable[[], None] | None] = (
+            queue.Queue())
         self._thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
         self._thread.start()
         self.errors: list[str] = []
@@ -80,16 +84,20 @@ class MetricWriter:
             return
         self._queue.put((run_id, stats))
 
+    def then(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the writer thread once everything put before it is written."""
+        self._queue.put(work)
+
     def flush(self) -> None:
-        if self._process is not None:
-            self._note(self._process.flush())
+        """Wait until everything put or queued so far is written and done."""
+        self._queue.put(self._flush_process)
         self._queue.join()
 
     def close(self) -> None:
+        self.flush()
         if self._process is not None:
             self._note(self._process.close())
             self._process = None
-        self.flush()
         self._queue.put(None)
         self._thread.join()
         if self._sink is not None:
@@ -98,10 +106,20 @@ class MetricWriter:
     def _note(self, errors: list[str]) -> None:
         self.errors.extend(errors)  # the sweep stops on them, with one message
 
+    def _flush_process(self) -> None:
+        if self._process is not None:  # only this thread talks to the writer process
+            self._note(self._process.flush())
+
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             try:
-                self._write(*item)
+                if callable(item):
+                    self._flush_process()
+                    item()
+                else:
+                    self._write(*item)
+            except Exception as exc:  # keep serving; the sweep stops on errors
+                self._note([f"{type(exc).__name__}: {exc}"])
             finally:
                 self._queue.task_done()
         self._queue.task_done()

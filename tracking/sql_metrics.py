@@ -72,6 +72,7 @@ class SqlMetricSink:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._connection: Any = None  # one DBAPI connection, opened at the first write
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         values = ", ".join([mark] * 6)
         self._insert = (
@@ -100,10 +101,23 @@ class SqlMetricSink:
             rows.extend(zip(repeat(name), values, repeat(timestamp), repeat(run_id), steps,
                             nans))
             latest.append((name, values[-1], timestamp, run_id, steps[-1], nans[-1]))
-        with self._engine.begin() as conn:
-            conn.exec_driver_sql(self._insert, rows)
-            conn.exec_driver_sql(self._latest, latest)
+        # The DBAPI cursor directly: SQLAlchemy's execution layer costs ~1.5 us per row here.
+        if self._connection is None:
+            self._connection = self._engine.raw_connection()
+        cursor = self._connection.cursor()
+        try:
+            cursor.executemany(self._insert, rows)
+            cursor.executemany(self._latest, latest)
+            self._connection.commit()
+        except BaseException:
+            self._connection.rollback()
+            raise
+        finally:
+            cursor.close()
         return len(rows)
 
     def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
         self._engine.dispose()

@@ -121,11 +121,13 @@ class TrialRun(Observer):
         return False
 
     def on_end(self, result: TrainResult) -> None:
-        self.tracker.writer.flush()
+        """Queue the run's closing behind its metrics: training goes on meanwhile (the sweep
+        flushes the writer before it tells Optuna the outcome)."""
         metrics = result_metrics(result)
         if self.evaluate is not None and result.params is not None:
             metrics.update(self.evaluate(result.params))
-        self.close(result.status, result_tags(result) | self.extra_tags, metrics)
+        tags = result_tags(result) | self.extra_tags
+        self.tracker.writer.then(lambda: self.close(result.status, tags, metrics))
 
     def close(self, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         """Log the outcome and set the run's true terminal state."""
