@@ -41,7 +41,7 @@ class PruneView:
             self.reads += 1
         mine = next((t for t in self._trials if t.number == trial.number), None)
         if mine is None:  # asked before the read could see it: ask the live study
-            return trial.should_prune()
+            return bool(trial.should_prune())
         latest = copy.copy(mine)
         latest.intermediate_values = dict(reported)  # the values reported since the read
         as_read = cast("optuna.Study", _StudyAsRead(self.study, self._trials))
