@@ -124,6 +124,7 @@ class _Batch:
         self.parts: list[list[EpochStats]] = [[] for _ in hps]
         self.results: list[TrainResult | None] = [None] * size
         self.active = list(range(size))
+        self.live_rules = list(self.rules)  # rules with a row still training
 
     def losses(self) -> torch.Tensor:
         return self.loss_fn(dict(zip(self.names, self.params)))
@@ -150,7 +151,7 @@ class _Batch:
                 self.recorder.record(grads, losses, self.lr_host[epoch])
                 lr = self.lr[epoch]
                 with torch.no_grad():
-                    for rule in self.rules:
+                    for rule in self.live_rules:
                         rule.step(self.params, grads, lr[rule.rows])
                 if self.plateaus:
                     self.step_plateaus(epoch, losses.detach().tolist())
@@ -208,6 +209,9 @@ class _Batch:
         self.results[i] = finish(self.observers[i], self.parts[i], status, final, failure,
                                  failure_epoch, kept)
         self.active.remove(i)
+        live = set(self.active)  # a rule whose rows all ended stops updating them
+        self.live_rules = [r for r in self.rules
+                           if live.intersection(range(r.rows.start, r.rows.stop))]
 
 
 class _StackedRecorder:

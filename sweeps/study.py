@@ -7,7 +7,9 @@ import logging
 import math
 import os
 import socket
+import tempfile
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +100,7 @@ class Sweep:
     histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
     _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
     plotter: Plotter | None = None  # draws the plots at the end (None: --no-plots)
+    reference: EpochStats | None = None  # the plots' reference run, trained in a batch
     progress: SweepProgress = field(default_factory=lambda: SweepProgress(0, 0, 0, False))
 
     def run(self) -> None:
@@ -154,6 +157,8 @@ class Sweep:
 
     def run_trials(self, trials: list[optuna.Trial]) -> list[TrainResult]:
         """Run ``trials`` (batched where possible) and tell Optuna each outcome."""
+        from tracking.report import REFERENCE
+
         from .batched import train_batch
 
         view = PruneView(self.study)
@@ -162,9 +167,14 @@ class Sweep:
         ticker = self.progress.observer()
         observers: list[tuple[Observer, ...]] = [(reporter, run, ticker)
                                                  for _, run, reporter in started]
+        # The plots' reference run rides along in the first batch (nearly free there).
+        extra = [REFERENCE] if self.plotter is not None and self.reference is None else []
         try:
-            results = train_batch(self.objective, hps, self.epochs, device=self.device,
-                                  observers=observers, chunk=default_chunk(self.epochs))
+            results = train_batch(self.objective, hps + extra, self.epochs,
+                                  device=self.device, observers=observers + [()] * len(extra),
+                                  chunk=default_chunk(self.epochs))
+            if extra:
+                self.reference = results.pop().history
         except BaseException as exc:
             self.tracker.writer.flush()  # the runs of trials that ended are closed
             for trial, (hp, run, reporter) in zip(trials, started):
@@ -243,24 +253,32 @@ class Sweep:
 
     def finish(self, status: str) -> None:
         """Close the parent run: best value and params, ``best_params.json``, ``trials.csv``."""
+        from mlflow.entities import Metric, RunTag
+
         from .results import best_documents, dumps, trials_frame, write_json
 
         client = self.tracker.client
         self.tracker.close()
-        client.log_text(self.parent_run_id, trials_frame(self.study).to_csv(index=False),
-                        "trials.csv")
         try:
             best = best_documents(self.study)[0]
         except UsageError:
             best = None
+        with tempfile.TemporaryDirectory() as folder:
+            plots = self._start_plots(folder) if best is not None else None
+            client.log_text(self.parent_run_id, trials_frame(self.study).to_csv(index=False),
+                            "trials.csv")
+            if best is not None:
+                client.log_text(self.parent_run_id, dumps(best), "best_params.json")
+                tags = {f"best.{key}": str(value) for key, value in best["params"].items()}
+                tags["best.trial"] = str(best["trial"])
+                metric = Metric("best_value", best["value"], int(time.time() * 1000),
+                                len(counted_trials(self.study)))
+                client.log_batch(self.parent_run_id, metrics=[metric],
+                                 tags=[RunTag(k, v) for k, v in tags.items()])
+            if plots is not None:  # drawn in the child meanwhile
+                plots.result()
+                client.log_artifacts(self.parent_run_id, folder, "plots")
         if best is not None:
-            client.log_text(self.parent_run_id, dumps(best), "best_params.json")
-            client.log_metric(self.parent_run_id, "best_value", best["value"],
-                              step=len(counted_trials(self.study)))
-            for key, value in best["params"].items():
-                client.set_tag(self.parent_run_id, f"best.{key}", str(value))
-            client.set_tag(self.parent_run_id, "best.trial", str(best["trial"]))
-            self._log_plots()
             if self.config.export:
                 write_json(self.config.export, best, force=True)
             log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
@@ -280,15 +298,12 @@ class Sweep:
             log.info("the grid is exhausted")
             self.exhausted = True
 
-    def _log_plots(self) -> None:
-        import tempfile
-
+    def _start_plots(self, folder: str) -> Future[list[str]] | None:
+        """Start drawing the plots into ``folder`` (None: --no-plots)."""
         if self.plotter is None:
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            self.plotter.write(self.study, self.config.storage, self.tracker.client, folder,
-                               histories=self.histories)
-            self.tracker.client.log_artifacts(self.parent_run_id, folder, "plots")
+            return None
+        return self.plotter.submit(self.study, self.config.storage, self.tracker.client,
+                                   folder, histories=self.histories, reference=self.reference)
 
     def summary(self, top: int = 5) -> str:
         """The top trials with their verdicts, and the commands to export or re-run the best."""

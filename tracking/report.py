@@ -10,7 +10,7 @@ earlier run of a resumed study trained.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,21 +31,32 @@ REFERENCE = Hyperparams("sgd", 0.01)  # the seed's configuration, drawn dashed f
 
 class Plotter:
     """A child process started with the sweep. While the sweep trains, it imports matplotlib
-    and trains the reference run on the other core; at the end only drawing is left."""
+    on the other core; at the end only drawing is left. The sweep trains the reference run
+    as one more row of its first batch and hands it over (``reference``); without it, the
+    child trains it before drawing."""
 
     def __init__(self, objective_name: str, objective_args: dict[str, Any], epochs: int,
                  device: str = "cpu") -> None:
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         args = {k: str(v) for k, v in objective_args.items()}
-        self._reference = self._pool.submit(_reference, objective_name, args, epochs, device)
+        self._objective = (objective_name, args, epochs, device)
+        self._pool.submit(_warm_up)
 
     def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
               out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
-              top: int = 5) -> list[Path]:
+              reference: EpochStats | None = None, top: int = 5) -> list[Path]:
         """Write the five sweep plots into ``out_dir``: loss and update-ratio curves of the
         ``top`` trials and of the reference run, final loss against lr, the optimisation
         history and the parameter importances."""
+        future = self.submit(study, storage_url, client, out_dir, histories=histories,
+                             reference=reference, top=top)
+        return [Path(p) for p in future.result()]
+
+    def submit(self, study: optuna.Study, storage_url: str, client: MlflowClient,
+               out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
+               reference: EpochStats | None = None, top: int = 5) -> Future[list[str]]:
+        """``write`` without waiting: the child draws while the caller does other work."""
         from .plots import histories_by_run, top_run_ids
 
         known = histories or {}
@@ -54,10 +65,8 @@ class Plotter:
         curves: dict[str, Any] = histories_by_run(client, missing) if missing else {}
         curves = {label: known.get(run) or curves[label] for label, run in labelled.items()}
         label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
-        reference = {label: self._reference.result()}
-        future = self._pool.submit(_draw, storage_url, study.study_name, curves, reference,
-                                   str(out_dir))
-        return [Path(p) for p in future.result()]
+        return self._pool.submit(_draw, storage_url, study.study_name, curves, label,
+                                 reference, self._objective, str(out_dir))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -76,18 +85,18 @@ def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
         plotter.close()
 
 
-def _reference(objective_name: str, args: dict[str, str], epochs: int,
-               device: str) -> EpochStats:
-    from objectives import build
+def _warm_up() -> None:
+    """Import what drawing needs, while the sweep still trains."""
+    import optuna  # noqa: F401
 
-    from . import plots  # noqa: F401  (imported now, while the sweep still trains)
+    from sweeps.results import opened_study  # noqa: F401
 
-    objective = build(objective_name, args, from_file=True)
-    return train(objective, REFERENCE, epochs, device=device).history
+    from . import plots  # noqa: F401
 
 
-def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
-          reference: dict[str, Any], out_dir: str) -> list[str]:
+def _draw(storage_url: str, study_name: str, curves: dict[str, Any], label: str,
+          reference: EpochStats | None, objective: tuple[str, dict[str, str], int, str],
+          out_dir: str) -> list[str]:
     import optuna
 
     from sweeps.results import opened_study
@@ -95,6 +104,11 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     from .plots import write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if reference is None:
+        from objectives import build
 
+        name, args, epochs, device = objective
+        reference = train(build(name, args, from_file=True), REFERENCE, epochs,
+                          device=device).history
     with opened_study(storage_url, study_name) as study:
-        return [str(p) for p in write_sweep_plots(study, curves, reference, out_dir)]
+        return [str(p) for p in write_sweep_plots(study, curves, {label: reference}, out_dir)]
