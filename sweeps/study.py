@@ -58,8 +58,7 @@ class TrackingFailed(RuntimeError):
 class OptunaReporter(Observer):
     """Reports each chunk's last loss as an intermediate value, keeps the trial's heartbeat
     fresh, and asks the pruner at ``PRUNE_CHECKS`` fractions of the epochs (each question
-    reads every trial of the study, so asking at every chunk would dominate a batched
-    sweep)."""
+    reads every trial of the study: ``PruneView`` shares one read among a batch)."""
 
     def __init__(self, trial: optuna.Trial, epochs: int, view: PruneView) -> None:
         self.trial = trial

@@ -21,6 +21,7 @@ __all__ = ["MetricProcess"]
 
 log = logging.getLogger(__name__)
 _POLL_S = 1.0  # how often the child checks that its parent is alive while idle
+_GROUP = 64  # chunks written in one transaction, at most
 
 
 class MetricProcess:
@@ -83,21 +84,30 @@ def _serve(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
 
 
 def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
+    from collections import deque
+
     import numpy as np
     import sqlalchemy as sa
 
     from sweeps.sqlite_tuning import tune_sqlite
     from sweeps.stats import EPOCH_METRICS, EpochStats
 
-    from .sql_metrics import SqlMetricSink
+    from .sql_metrics import Chunk, SqlMetricSink
+
+    def chunk(item: tuple[Any, ...]) -> Chunk:
+        _, run_id, start, arrays, every, timestamp = item
+        n = len(next(iter(arrays.values())))
+        columns = [arrays.get(m, np.full(n, np.nan)) for m in EPOCH_METRICS]
+        return run_id, EpochStats(start, *columns), every, tuple(arrays), timestamp
 
     connect_args = {"timeout": 60} if tracking_uri.startswith("sqlite:") else {}
     engine = sa.create_engine(tracking_uri, connect_args=connect_args, poolclass=sa.NullPool)
     tune_sqlite(engine)
     sink = SqlMetricSink(engine)
+    held: deque[Any] = deque()  # taken from the queue while grouping, not yet handled
     while True:
         try:
-            item = requests.get(timeout=_POLL_S)
+            item = held.popleft() if held else requests.get(timeout=_POLL_S)
         except queue.Empty:
             if os.getppid() != parent:  # the parent died: everything queued is written
                 break
@@ -107,11 +117,19 @@ def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: in
         if item[0] == "flush":
             replies.put(("flushed", item[1]))
             continue
-        _, run_id, start, arrays, every, timestamp = item
-        n = len(next(iter(arrays.values())))
-        columns = [arrays.get(m, np.full(n, np.nan)) for m in EPOCH_METRICS]
+        group = [item]  # the chunks already waiting go into the same transaction
+        while len(group) < _GROUP:
+            try:
+                more = requests.get_nowait()
+            except queue.Empty:
+                break
+            if more is None or more[0] != "write":
+                held.append(more)
+                break
+            group.append(more)
         try:
-            sink.write(run_id, EpochStats(start, *columns), every, tuple(arrays), timestamp)
+            sink.write_many([chunk(g) for g in group])
         except Exception as exc:  # report, keep serving
-            replies.put(("error", f"{run_id}: {type(exc).__name__}: {exc}"))
+            runs = ", ".join(sorted({g[1] for g in group}))
+            replies.put(("error", f"{runs}: {type(exc).__name__}: {exc}"))
     sink.close()

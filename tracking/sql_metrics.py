@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
     from sweeps.stats import EpochStats
 
-__all__ = ["SqlMetricSink", "connect"]
+__all__ = ["Chunk", "SqlMetricSink", "connect"]
 
 log = logging.getLogger(__name__)
 
 METRICS_COLUMNS = {"key", "value", "timestamp", "run_uuid", "step", "is_nan"}
 LATEST_COLUMNS = {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}
+# run id, per-epoch statistics, write every n-th epoch, metric names, timestamp (ms)
+Chunk = tuple[str, "EpochStats", int, Sequence[str], int]
 _BIG = 1.7976931348623157e308  # MLflow stores +-inf as +-max double, NaN as 0 with is_nan
 
 
@@ -89,18 +91,30 @@ class SqlMetricSink:
     def write(self, run_id: str, stats: EpochStats, every: int, names: Sequence[str],
               timestamp: int) -> int:
         """Insert the epochs of ``stats`` that are multiples of ``every``; returns rows."""
-        epochs = stats.epochs
-        keep = epochs % every == 0
-        steps = epochs[keep].tolist()
-        if not steps:
-            return 0
+        return self.write_many([(run_id, stats, every, names, timestamp)])
+
+    def write_many(self, chunks: Sequence[Chunk]) -> int:
+        """``write`` for several chunks (of one or many runs) in one transaction; returns rows.
+
+        A commit writes every page it touched to the log, and the chunks of a batch of trials
+        touch the same index pages: one commit for all of them costs about a third less per
+        row than one commit per chunk.
+        """
         rows: list[tuple[Any, ...]] = []
         latest: list[tuple[Any, ...]] = []
-        for name in names:
-            values, nans = _encode(getattr(stats, name)[keep])
-            rows.extend(zip(repeat(name), values, repeat(timestamp), repeat(run_id), steps,
-                            nans))
-            latest.append((name, values[-1], timestamp, run_id, steps[-1], nans[-1]))
+        for run_id, stats, every, names, timestamp in chunks:
+            epochs = stats.epochs
+            keep = epochs % every == 0
+            steps = epochs[keep].tolist()
+            if not steps:
+                continue
+            for name in names:
+                values, nans = _encode(getattr(stats, name)[keep])
+                rows.extend(zip(repeat(name), values, repeat(timestamp), repeat(run_id), steps,
+                                nans))
+                latest.append((name, values[-1], timestamp, run_id, steps[-1], nans[-1]))
+        if not rows:
+            return 0
         # The DBAPI cursor directly: SQLAlchemy's execution layer costs ~1.5 us per row here.
         if self._connection is None:
             self._connection = self._engine.raw_connection()
