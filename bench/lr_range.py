@@ -6,6 +6,12 @@
 For each seed and mode, a default sweep of the rebalance objective; the figure is the number
 of trials until the best final loss is within 10x of the study's final best (and of the best
 either mode reached for that seed). Prints a table and writes JSON.
+
+The rebalance loss has a float64 floor: its initial value is 2.4e-3 and its resolution about
+that times eps^2 (~1e-34), so final losses of 1e-34..1e-38 (and exact zeros) are rounding
+noise, and "within 10x of the final best" of a study whose best is such noise means
+"matched the noise". The figure is therefore also given with losses clamped at ``FLOOR``
+(100x that resolution): there "within 10x" means "reached the floor", a stable target.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+FLOOR = 1e-32  # below: float64 rounding noise of the rebalance loss (see the docstring)
 
 
 def trials_to_within(values: list[float], target: float, factor: float = 10.0) -> int | None:
@@ -77,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in pair.values():
                 r["to_own_best"] = trials_to_within(r["values"], r["final_best"])
                 r["to_overall_best"] = trials_to_within(r["values"], overall)
+                clamped = [max(v, FLOOR) for v in r["values"]]
+                r["to_own_best_floored"] = trials_to_within(clamped, min(clamped))
                 rows.append(r)
                 print(f"seed {seed} {r['mode']:>5}: best {r['final_best']:.3g}, "
-                      f"trials to 10x own best {r['to_own_best']}, to 10x best of both "
+                      f"trials to 10x own best {r['to_own_best']} (floored at {FLOOR:g}: "
+                      f"{r['to_own_best_floored']}), to 10x best of both "
                       f"{r['to_overall_best']}, {r['wall_s']:.0f} s", flush=True)
     summary = {}
     for mode in ("fixed", "auto"):
@@ -89,10 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             "median_trials_to_10x_best_of_both": statistics.median(
                 r["to_overall_best"] if r["to_overall_best"] else args.n_trials + 1
                 for r in mine),
+            "median_trials_to_10x_own_best_floored": statistics.median(
+                r["to_own_best_floored"] for r in mine),
             "median_final_best": statistics.median(r["final_best"] for r in mine),
         }
     for mode, s in summary.items():
-        print(f"{mode:>5}: median trials to 10x own best {s['median_trials_to_10x_own_best']}, "
+        print(f"{mode:>5}: median trials to 10x own best {s['median_trials_to_10x_own_best']}"
+              f" (floored at {FLOOR:g}: {s['median_trials_to_10x_own_best_floored']}), "
               f"to 10x best of both {s['median_trials_to_10x_best_of_both']}, "
               f"median final best {s['median_final_best']:.3g}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ Before the study's first trial, one range test per optimizer in the search (from
 objective's initial parameters, ``sweeps.range_test``) gives a suggested learning rate
 (``combine``: the middle of the loss's valley and edge); the search interval spans
 ``AUTO_DECADES`` decades either side of it. The intervals are stored with the study, so a
-resumed study searches the same space.
+resumed study searches the same space. A new study's first trials are the suggestions
+themselves, one per optimizer (``study.enqueue_trial``; the sampler draws the scheduler and
+the other parameters), so the search starts where the diagnosis points.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ AUTO_DECADES = 1.5  # decades of learning rate searched either side of the sugge
 class AutoRanges:
     ranges: dict[str, tuple[float, float]]  # optimizer -> (lr_min, lr_max)
     tests: dict[str, RangeTestResult]  # optimizer -> its range test
+    suggested: dict[str, float]  # optimizer -> the range test's lr (where it gave one)
 
 
 def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
@@ -39,6 +42,7 @@ def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
 
     ranges: dict[str, tuple[float, float]] = {}
     tests: dict[str, RangeTestResult] = {}
+    suggested: dict[str, float] = {}
     for name in optimizers:
         result = range_test(objective, name, device=device)
         tests[name] = result
@@ -49,6 +53,7 @@ def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
                         *ranges[name])
             continue
         ranges[name] = (suggestion.lr / 10**decades, suggestion.lr * 10**decades)
+        suggested[name] = suggestion.lr
         log.info("lr range of %s: %.3g..%.3g (range test: %.3g, %s)", name, *ranges[name],
                  suggestion.lr, suggestion.basis)
-    return AutoRanges(ranges, tests)
+    return AutoRanges(ranges, tests, suggested)

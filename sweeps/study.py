@@ -447,7 +447,8 @@ def open_sweep(config: SweepConfig) -> Sweep:
     study = open_study(config, objective, epochs, space)
     tests: dict[str, Any] = {}
     if config.lr_range == "auto":
-        space, tests = _auto_space(study, space, objective, device)
+        space, tests = _auto_space(study, space, objective, device,
+                                   enqueue=config.sampler != "grid")
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
     tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
                            config.experiment_name, config.log_every)
@@ -475,8 +476,9 @@ def open_sweep(config: SweepConfig) -> Sweep:
 
 
 def _auto_space(study: optuna.Study, space: SearchSpace, objective: Objective,
-                device: str) -> tuple[SearchSpace, dict[str, Any]]:
-    """The space with range-test intervals: stored with the study, computed where missing."""
+                device: str, enqueue: bool) -> tuple[SearchSpace, dict[str, Any]]:
+    """The space with range-test intervals: stored with the study, computed where missing;
+    with ``enqueue``, a new study's first trials are the suggested learning rates."""
     from dataclasses import replace
 
     from .auto_range import auto_lr_ranges
@@ -490,6 +492,10 @@ def _auto_space(study: optuna.Study, space: SearchSpace, objective: Objective,
         ranges.update(found.ranges)
         tests = dict(found.tests)
         study.set_user_attr(LR_RANGES_ATTR, {k: list(v) for k, v in ranges.items()})
+        if enqueue and not study.trials:  # a new study starts at the suggestions
+            for name, lr in found.suggested.items():
+                study.enqueue_trial({"optimizer": name, f"lr_{name}": lr},
+                                    skip_if_exists=True)
     return replace(space, lr_ranges=ranges), tests
 
 

@@ -90,3 +90,31 @@ def test_top_k_export_lists_trials_best_first(tmp_path: Path,
     doc = json.loads(Path("top.json").read_text())
     values = [t["value"] for t in doc["trials"]]
     assert len(values) == 3 and values == sorted(values)
+
+
+def test_lr_range_auto_centres_the_intervals_and_starts_at_the_suggestions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["--study", "auto", "--epochs", "40", "--optimizers", "adam,sgd", "--schedulers",
+            "none", "--lr-range", "auto", "--batch", "1", "--quiet"]
+    assert run.main([*args, "--n-trials", "3"]) == 0
+    study = load_study("sqlite:///mlruns/optuna.db", "auto")
+    ranges = study.user_attrs["lr_ranges"]
+    assert set(ranges) == {"adam", "sgd"}
+    for low, high in ranges.values():
+        assert high / low == pytest.approx(10**3)  # AUTO_DECADES either side
+    centres = {name: (low * high) ** 0.5 for name, (low, high) in ranges.items()}
+    first = sorted(study.trials, key=lambda t: t.number)[:2]
+    assert {t.params["optimizer"] for t in first} == {"adam", "sgd"}
+    for t in first:  # the range test's suggestions are tried first
+        name = t.params["optimizer"]
+        assert t.params[f"lr_{name}"] == pytest.approx(centres[name], rel=1e-9)
+    assert ranges["sgd"][0] > 1.0  # the seed's SGD needs a far larger lr than 0.01
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    logged = {a.path for a in client.list_artifacts(parent, "lr_range")}
+    assert logged == {f"lr_range/{n}.{ext}" for n in ("adam", "sgd") for ext in ("png", "csv")}
+    assert run.main([*args, "--n-trials", "5"]) == 0  # resumed: same ranges, nothing enqueued
+    study = load_study("sqlite:///mlruns/optuna.db", "auto")
+    assert study.user_attrs["lr_ranges"] == ranges
+    assert len(counted_trials(study)) == 5 and len(study.trials) == 5
