@@ -32,8 +32,9 @@ def _worker(config: SweepConfig, index: int) -> None:
     setup_logging(True)  # the parent process shows progress and the summary
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards Ctrl-C as SIGTERM
     with terminate_as_exception():
-        # each worker its own sampler stream, or their first random trials coincide
-        sweep = open_sweep(config.with_overrides({"seed": config.seed + index}))
+        # each worker its own sampler stream, or their first random trials coincide; the
+        # parent draws the plots at the end
+        sweep = open_sweep(config.with_overrides({"seed": config.seed + index, "plots": False}))
         try:
             sweep.run()
         except Terminated as exc:

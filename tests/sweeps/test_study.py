@@ -118,3 +118,19 @@ def test_lr_range_auto_centres_the_intervals_and_starts_at_the_suggestions(
     study = load_study("sqlite:///mlruns/optuna.db", "auto")
     assert study.user_attrs["lr_ranges"] == ranges
     assert len(counted_trials(study)) == 5 and len(study.trials) == 5
+
+
+def test_workers_with_plots_finish_and_the_parent_run_has_the_plots(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["--study", "w", "--workers", "2", "--n-trials", "4", "--epochs", "100",
+                     "--optimizers", "adam", "--schedulers", "none", "--quiet"]) == 0
+    study = load_study("journal:///mlruns/optuna.journal", "w")  # the default for --workers
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("w").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(runs) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "plots")}
+    assert "plots/loss_curves.png" in plots
+    assert len(counted_trials(study)) == 4
