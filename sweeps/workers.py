@@ -48,6 +48,8 @@ def run_workers(sweep: Sweep, n: int) -> None:
     from .reaper import reap_stale
     from .study import counted_trials
 
+    if sweep.plotter is not None:  # the workers train every trial: the reference, here
+        sweep.plotter.train_reference()
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(sweep.config, i),
                                    name=f"worker-{i}")

@@ -43,6 +43,11 @@ class Plotter:
         self._objective = (objective_name, args, epochs, device)
         self._pool.submit(_warm_up)
 
+    def train_reference(self) -> None:
+        """Train the reference run in the child now, while the sweep runs (when no batch of
+        this process will); drawing then finds it trained."""
+        self._pool.submit(_reference, *self._objective)
+
     def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
               out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
               reference: EpochStats | None = None, top: int = 5) -> list[Path]:
@@ -57,16 +62,16 @@ class Plotter:
                out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
                reference: EpochStats | None = None, top: int = 5) -> Future[list[str]]:
         """``write`` without waiting: the child draws while the caller does other work."""
-        from .plots import histories_by_run, top_run_ids
+        from .plots import top_run_ids
 
         known = histories or {}
         labelled = top_run_ids(study, top)
+        curves = {label: known[run] for label, run in labelled.items() if run in known}
         missing = {label: run for label, run in labelled.items() if run not in known}
-        curves: dict[str, Any] = histories_by_run(client, missing) if missing else {}
-        curves = {label: known.get(run) or curves[label] for label, run in labelled.items()}
         label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
-        return self._pool.submit(_draw, storage_url, study.study_name, curves, label,
-                                 reference, self._objective, str(out_dir))
+        return self._pool.submit(_draw, storage_url, study.study_name, list(labelled), curves,
+                                 (client.tracking_uri, missing), {label: reference},
+                                 self._objective, str(out_dir))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -85,6 +90,20 @@ def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
         plotter.close()
 
 
+_TRAINED: dict[str, EpochStats] = {}  # in the child: reference runs trained, by objective
+
+
+def _reference(name: str, args: dict[str, str], epochs: int, device: str) -> EpochStats:
+    """The reference run's statistics (trained once per child process and objective)."""
+    from objectives import build
+
+    key = repr((name, sorted(args.items()), epochs, device))
+    if key not in _TRAINED:
+        objective = build(name, args, from_file=True)
+        _TRAINED[key] = train(objective, REFERENCE, epochs, device=device).history
+    return _TRAINED[key]
+
+
 def _warm_up() -> None:
     """Import what drawing needs, while the sweep still trains."""
     import optuna  # noqa: F401
@@ -94,21 +113,23 @@ def _warm_up() -> None:
     from . import plots  # noqa: F401
 
 
-def _draw(storage_url: str, study_name: str, curves: dict[str, Any], label: str,
-          reference: EpochStats | None, objective: tuple[str, dict[str, str], int, str],
-          out_dir: str) -> list[str]:
+def _draw(storage_url: str, study_name: str, order: list[str], curves: dict[str, Any],
+          missing: tuple[str, dict[str, str]], reference: dict[str, EpochStats | None],
+          objective: tuple[str, dict[str, str], int, str], out_dir: str) -> list[str]:
+    """In the child: read the curves the sweep did not keep (``missing``: tracking URI and
+    {label: run id}) from MLflow, train the reference if not given, draw."""
     import optuna
+    from mlflow import MlflowClient
 
     from sweeps.results import opened_study
 
-    from .plots import write_sweep_plots
+    from .plots import histories_by_run, write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if reference is None:
-        from objectives import build
-
-        name, args, epochs, device = objective
-        reference = train(build(name, args, from_file=True), REFERENCE, epochs,
-                          device=device).history
+    tracking_uri, runs = missing
+    if runs:
+        curves = {**curves, **histories_by_run(MlflowClient(tracking_uri=tracking_uri), runs)}
+    curves = {label: curves[label] for label in order}
+    trained = {k: v if v is not None else _reference(*objective) for k, v in reference.items()}
     with opened_study(storage_url, study_name) as study:
-        return [str(p) for p in write_sweep_plots(study, curves, {label: reference}, out_dir)]
+        return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir)]
