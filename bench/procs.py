@@ -2,8 +2,11 @@
 process of its tree (the command and, e.g., its spawned workers).
 
 Peaks come from the kernel's high-water mark (``VmHWM`` in ``/proc/<pid>/status``), read while
-the tree runs; the command's own peak is also taken from ``wait4`` when it ends, so a peak
-reached after the last poll is not missed for it. Linux only (``/proc``).
+the tree runs. A process is read only once it has executed its own program: between fork (or
+vfork) and exec it still shows its parent's memory, so a sample taken then reported the
+parent's peak (this process's ~600 MiB, for a command it had just started). For the same
+reason ``wait4``'s ``ru_maxrss`` is not used: Linux folds the pre-exec memory into it.
+Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -61,15 +64,12 @@ def run_measured(argv: list[str], *, cwd: Path, env: dict[str, str],
                                 stderr=stderr)
         while True:
             _sample(proc.pid, peaks)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             time.sleep(poll_s)
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    own = usage.ru_maxrss / _MIB  # KiB on Linux
-    main = peaks.get(proc.pid)
-    peaks[proc.pid] = ProcessPeak(proc.pid, "main", max(own, main.peak_mib if main else 0.0))
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
     return CommandRun(argv, wall, proc.returncode, sorted(peaks.values(), key=lambda p: p.pid),
                       tail)
@@ -85,6 +85,8 @@ def wall_time(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
 
 def _sample(root: int, peaks: dict[int, ProcessPeak]) -> None:
     for pid in _tree(root):
+        if not _executed(pid):
+            continue
         hwm = _hwm_kib(pid)
         if hwm is None:
             continue
@@ -111,6 +113,16 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return found
+
+
+def _executed(pid: int) -> bool:
+    """False while ``pid`` still runs its parent's program (forked, not yet exec'd)."""
+    try:
+        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        return (Path(f"/proc/{pid}/cmdline").read_bytes()
+                != Path(f"/proc/{ppid}/cmdline").read_bytes())
+    except (OSError, IndexError):
+        return False
 
 
 def _hwm_kib(pid: int) -> int | None:

@@ -62,16 +62,18 @@ class Plotter:
                out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
                reference: EpochStats | None = None, top: int = 5) -> Future[list[str]]:
         """``write`` without waiting: the child draws while the caller does other work."""
-        from .plots import top_run_ids
+        from .plots import histories_by_run, top_run_ids
 
         known = histories or {}
         labelled = top_run_ids(study, top)
-        curves = {label: known[run] for label, run in labelled.items() if run in known}
+        # Curves the sweep did not keep are read here: in the child, MLflow's store would
+        # add about 250 MiB to a process that otherwise never opens it.
         missing = {label: run for label, run in labelled.items() if run not in known}
+        read: dict[str, Any] = histories_by_run(client, missing) if missing else {}
+        curves = {label: known.get(run) or read[label] for label, run in labelled.items()}
         label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
-        return self._pool.submit(_draw, storage_url, study.study_name, list(labelled), curves,
-                                 (client.tracking_uri, missing), {label: reference},
-                                 self._objective, str(out_dir))
+        return self._pool.submit(_draw, storage_url, study.study_name, curves,
+                                 {label: reference}, self._objective, str(out_dir))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -113,23 +115,17 @@ def _warm_up() -> None:
     from . import plots  # noqa: F401
 
 
-def _draw(storage_url: str, study_name: str, order: list[str], curves: dict[str, Any],
-          missing: tuple[str, dict[str, str]], reference: dict[str, EpochStats | None],
+def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
+          reference: dict[str, EpochStats | None],
           objective: tuple[str, dict[str, str], int, str], out_dir: str) -> list[str]:
-    """In the child: read the curves the sweep did not keep (``missing``: tracking URI and
-    {label: run id}) from MLflow, train the reference if not given, draw."""
+    """In the child: train the reference if not given, draw."""
     import optuna
-    from mlflow import MlflowClient
 
     from sweeps.results import opened_study
 
-    from .plots import histories_by_run, write_sweep_plots
+    from .plots import write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tracking_uri, runs = missing
-    if runs:
-        curves = {**curves, **histories_by_run(MlflowClient(tracking_uri=tracking_uri), runs)}
-    curves = {label: curves[label] for label in order}
     trained = {k: v if v is not None else _reference(*objective) for k, v in reference.items()}
     with opened_study(storage_url, study_name) as study:
         return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir)]
