@@ -156,19 +156,23 @@ class Sweep:
 
     def run_trials(self, trials: list[optuna.Trial]) -> list[TrainResult]:
         """Run ``trials`` (batched where possible) and tell Optuna each outcome."""
+        from optuna.trial import TrialState
+
         from tracking.report import REFERENCE
 
         from .batched import train_batch
 
         view = PruneView(self.study)
-        started = [self._start(trial, view) for trial in trials]
-        hps = [hp for hp, _, _ in started]
-        ticker = self.progress.observer()
-        observers: list[tuple[Observer, ...]] = [(reporter, run, ticker)
-                                                 for _, run, reporter in started]
+        started: list[tuple[Hyperparams, TrialRun, OptunaReporter]] = []
         # The plots' reference run rides along in the first batch (nearly free there).
         extra = [REFERENCE] if self.plotter is not None and self.reference is None else []
         try:
+            for trial in trials:
+                started.append(self._start(trial, view))
+            hps = [hp for hp, _, _ in started]
+            ticker = self.progress.observer()
+            observers: list[tuple[Observer, ...]] = [(reporter, run, ticker)
+                                                     for _, run, reporter in started]
             results = train_batch(self.objective, hps + extra, self.epochs,
                                   device=self.device, observers=observers + [()] * len(extra),
                                   chunk=default_chunk(self.epochs))
@@ -181,6 +185,9 @@ class Sweep:
                     self._tell_result(trial, hp, reporter.result)
                 else:
                     self._interrupt(trial, run, exc)
+            for trial in trials[len(started):]:  # asked, interrupted before it started
+                trial.set_user_attr(INTERRUPTED_ATTR, f"interrupted: {type(exc).__name__}")
+                self.study.tell(trial, state=TrialState.FAIL)
             raise
         self.tracker.writer.flush()  # every run is closed before Optuna hears the outcome
         for trial, hp, result in zip(trials, hps, results):

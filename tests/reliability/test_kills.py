@@ -76,7 +76,8 @@ def test_kill_9_mid_trial_then_the_same_command_reaches_the_target(
                          ids=["SIGINT", "SIGTERM"])
 def test_signal_fails_the_trial_flushes_its_metrics_and_leaves_the_study_resumable(
         sig: signal.Signals, status: int, workdir: Path, processes: Processes) -> None:
-    args = ["--study", "sig", "--epochs", "3000", "--n-trials", "3", *ADAM, *SEQUENTIAL]
+    # long trials, so that the signal lands in the trial seen running (or, rarely, the next)
+    args = ["--study", "sig", "--epochs", "20000", "--n-trials", "3", *ADAM, *SEQUENTIAL]
     url = sqlite_url(workdir)
 
     sweep = processes.start(workdir, *args)
