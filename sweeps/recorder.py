@@ -43,7 +43,7 @@ class Recorder:
         self._table = torch.empty((capacity + 1, 2 * self._numel + 1), dtype=dtype,
                                   device=params[0].device)
         self._rows = list(self._table.unbind(0))
-        self._flat_shapes = [p.dim() != 1 for p in self._params]
+        self._multi_dim = [p.dim() != 1 for p in self._params]  # their grads need flattening
         self._lr = np.empty(capacity)
         self.capacity = capacity
         self.start = 0  # epoch of the first recorded row
@@ -57,7 +57,7 @@ class Recorder:
         """Call after ``backward`` and before ``optimizer.step``."""
         i = self.size
         parts = [*self._flat]
-        for p, g, flatten in zip(self._params, grads, self._flat_shapes):
+        for p, g, flatten in zip(self._params, grads, self._multi_dim):
             if g is None:
                 g = torch.zeros_like(p)
             parts.append(g.view(-1) if flatten else g)

@@ -217,10 +217,9 @@ class Sweep:
     def _interrupt(self, trial: optuna.Trial, run: TrialRun, exc: BaseException) -> None:
         """The trial did not end by itself: FAIL and not counted (once the objective is
         fixed, the same command runs it again); its run KILLED, or FAILED if the objective
-        could not start."""
+        could not start. The caller has flushed the metric writer."""
         from optuna.trial import TrialState
 
-        self.tracker.writer.flush()
         if isinstance(exc, ObjectiveStartError):
             run.close("failed", {"state": "failed", "failure_reason": str(exc),
                                  "failure_epoch": "0"}, {})

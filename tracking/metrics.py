@@ -27,11 +27,21 @@ if TYPE_CHECKING:
     from .metric_process import MetricProcess
     from .sql_metrics import SqlMetricSink
 
-__all__ = ["BATCH_LIMIT", "MetricWriter", "to_metrics"]
+__all__ = ["BATCH_LIMIT", "MetricWriter", "first_line", "to_metrics"]
 
 log = logging.getLogger(__name__)
 BATCH_LIMIT = 1000  # MLflow's cap on metrics + params + tags per log_batch call
 _RETRIES = 2  # attempts per batch, on top of MLflow's own HTTP retries
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its repr if it has none), for ``errors``."""
+    text = str(exc)
+    return text.splitlines()[0] if text else repr(exc)
+
+
+def _nothing() -> None:
+    pass
 
 
 def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Metric]:
@@ -90,7 +100,7 @@ class MetricWriter:
 
     def flush(self) -> None:
         """Wait until everything put or queued so far is written and done."""
-        self._queue.put(self._flush_process)
+        self.then(_nothing)  # queued work runs after the writer process's flush
         self._queue.join()
 
     def close(self) -> None:
@@ -149,6 +159,6 @@ class MetricWriter:
             except Exception as exc:  # keep training; the sweep stops on errors
                 if attempt == _RETRIES - 1:
                     self.errors.append(f"could not log {len(batch)} metrics to run {run_id}: "
-                                       f"{str(exc).splitlines()[0] if str(exc) else exc!r}")
+                                       f"{first_line(exc)}")
                 else:
                     time.sleep(0.5 * (attempt + 1))

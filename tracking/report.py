@@ -1,10 +1,9 @@
 """The sweep's plots, drawn in a child process.
 
 Matplotlib and the figures would add about 150 MiB to the sweep process at its very end, and
-importing it and training the reference run would add seconds; the child does both while the
-sweep still trains. Curves of the top trials come from the
-sweep's memory (``histories``: run id -> EpochStats), read back from MLflow only for trials an
-earlier run of a resumed study trained.
+importing it would add seconds; the child imports it while the sweep still trains. Curves of
+the top trials come from the sweep's memory (``histories``: run id -> EpochStats), read back
+from MLflow only for trials an earlier run of a resumed study (or a worker) trained.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from sweeps.loop import Observer, TrainResult
 from sweeps.stats import EpochStats
 
 from .metric_process import MetricProcess
-from .metrics import MetricWriter
+from .metrics import MetricWriter, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -145,8 +145,8 @@ class TrialRun(Observer):
             )
             client.set_terminated(self.run_id, status=RUN_STATUS[status])
         except Exception as exc:  # the trial's Optuna result still counts; the sweep stops
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            self.tracker.writer.errors.append(f"could not close run {self.run_id}: {first}")
+            self.tracker.writer.errors.append(
+                f"could not close run {self.run_id}: {first_line(exc)}")
 
 
 def result_metrics(result: TrainResult) -> dict[str, float]:
