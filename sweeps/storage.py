@@ -44,9 +44,9 @@ def absolute_uri(url: str, *, create_folder: bool = False) -> str:
 
 
 def _rdb_storage(url: str, engine: dict[str, Any], attempts: int = 5) -> Any:
-    """``RDBStorage``; another process creating the same empty database at the same moment
-    makes the schema set-up fail once (a duplicate version row): then the schema exists, so
-    try again."""
+    """``RDBStorage``; another process setting up the same empty database at the same moment
+    makes the schema set-up fail once (a duplicate version row, or a table created between
+    Optuna's check and its ``CREATE TABLE``): then the schema exists, so try again."""
     import time
 
     import optuna
@@ -55,11 +55,20 @@ def _rdb_storage(url: str, engine: dict[str, Any], attempts: int = 5) -> Any:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt == attempts - 1:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError) as exc:
+            if attempt == attempts - 1 or not _lost_set_up_race(exc):
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _lost_set_up_race(exc: Exception) -> bool:
+    """Whether ``exc`` says another process created the schema first."""
+    import sqlalchemy
+
+    text = str(exc).lower()
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in text
 
 
 def drop_torn_tail(path: Path, lock: Any) -> None:

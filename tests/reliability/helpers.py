@@ -200,7 +200,25 @@ def _storage(url: str) -> optuna.storages.BaseStorage | None:
     engine: dict[str, Any] = {"poolclass": NullPool}
     if url.startswith("sqlite"):
         engine["connect_args"] = {"timeout": 60}
+    if not _schema_ready(url, engine):
+        return None
     return optuna.storages.RDBStorage(url, engine_kwargs=engine, skip_table_creation=True)
+
+
+def _schema_ready(url: str, engine: dict[str, Any]) -> bool:
+    """Whether the sweep has finished setting up Optuna's schema: opening ``RDBStorage``
+    earlier would stamp the schema version itself and race the sweep doing the same."""
+    import sqlalchemy
+
+    db = sqlalchemy.create_engine(url, **engine)
+    try:
+        with db.connect() as connection:
+            return connection.execute(
+                sqlalchemy.text("SELECT version_num FROM alembic_version")).first() is not None
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False
+    finally:
+        db.dispose()
 
 
 def load_trials(url: str, study: str) -> list[FrozenTrial]:
