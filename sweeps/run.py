@@ -122,10 +122,11 @@ def _sweep(config: SweepConfig) -> int:
     with terminate_as_exception():
         try:
             if config.workers > 1:
-                from .workers import run_workers
+                from .workers import Helpers
 
-                run_workers(sweep, config.workers)
-            sweep.run()  # single process, or what dead workers left undone
+                with Helpers(sweep, config.workers - 1):
+                    sweep.run()  # this process is one of the workers
+            sweep.run()  # single process, or what helpers that died left undone
         except (KeyboardInterrupt, Terminated) as exc:
             sweep.progress.close()
             sweep.finish("KILLED")

@@ -3,7 +3,7 @@
 Matplotlib and the figures would add about 150 MiB to the sweep process at its very end, and
 importing it would add seconds; the child imports it while the sweep still trains. Curves of
 the top trials come from the sweep's memory (``histories``: run id -> EpochStats), read back
-from MLflow only for trials an earlier run of a resumed study (or a worker) trained.
+from MLflow only for trials an earlier run of a resumed study (or a helper worker) trained.
 """
 
 from __future__ import annotations
@@ -41,11 +41,6 @@ class Plotter:
         args = {k: str(v) for k, v in objective_args.items()}
         self._objective = (objective_name, args, epochs, device)
         self._pool.submit(_warm_up)
-
-    def train_reference(self) -> None:
-        """Train the reference run in the child now, while the sweep runs (when no batch of
-        this process will); drawing then finds it trained."""
-        self._pool.submit(_reference, *self._objective)
 
     def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
               out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,

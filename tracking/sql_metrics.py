@@ -11,9 +11,9 @@ None and callers use ``log_batch``. Tests read every value back through ``Mlflow
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,10 +63,31 @@ def connect(tracking_uri: str) -> SqlMetricSink | None:
     return SqlMetricSink(engine)
 
 
-def _encode(values: np.ndarray) -> tuple[list[float], list[bool]]:
+def _as_json(values: np.ndarray) -> tuple[str, float, bool]:
+    """``values`` as a JSON array (NaN as null, +-inf as +-max double, like MLflow), and the
+    last value and its NaN flag (for ``latest_metrics``). ``repr`` of a float reads back as
+    the same double in SQLite and PostgreSQL."""
     is_nan = np.isnan(values)
-    clean = np.clip(np.where(is_nan, 0.0, values), -_BIG, _BIG)
-    return clean.tolist(), is_nan.tolist()
+    clean: list[float | None] = np.clip(values, -_BIG, _BIG).tolist()
+    for i in np.flatnonzero(is_nan).tolist():
+        clean[i] = None
+    last = clean[-1]
+    return json.dumps(clean), 0.0 if last is None else last, last is None
+
+
+# One statement per metric and chunk: the database expands the JSON array into rows, which
+# costs about 15% less than binding one tuple per row.
+_INSERT = {
+    "sqlite": (
+        "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+        "SELECT ?, coalesce(j.value, 0.0), ?, ?, ? + j.key * ?, j.value IS NULL "
+        "FROM json_each(?) AS j WHERE true ON CONFLICT DO NOTHING"),
+    "postgresql": (
+        "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+        "SELECT %s, coalesce(j.v::float8, 0.0), %s, %s, %s + (j.i - 1) * %s, j.v IS NULL "
+        "FROM json_array_elements_text(%s::json) WITH ORDINALITY AS j(v, i) "
+        "ON CONFLICT DO NOTHING"),
+}
 
 
 class SqlMetricSink:
@@ -77,10 +98,7 @@ class SqlMetricSink:
         self._connection: Any = None  # one DBAPI connection, opened at the first write
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         values = ", ".join([mark] * 6)
-        self._insert = (
-            f"INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
-            f"VALUES ({values}) ON CONFLICT DO NOTHING"
-        )
+        self._insert = _INSERT[engine.dialect.name]
         self._latest = (
             f"INSERT INTO latest_metrics (key, value, timestamp, run_uuid, step, is_nan) "
             f"VALUES ({values}) ON CONFLICT (key, run_uuid) DO UPDATE SET "
@@ -100,19 +118,21 @@ class SqlMetricSink:
         touch the same index pages: one commit for all of them costs about a third less per
         row than one commit per chunk.
         """
-        rows: list[tuple[Any, ...]] = []
+        arrays: list[tuple[Any, ...]] = []
         latest: list[tuple[Any, ...]] = []
+        rows = 0
         for run_id, stats, every, names, timestamp in chunks:
             epochs = stats.epochs
             keep = epochs % every == 0
-            steps = epochs[keep].tolist()
-            if not steps:
+            steps = epochs[keep]  # consecutive epochs: their multiples of every, evenly spaced
+            if not steps.size:
                 continue
+            first, last = int(steps[0]), int(steps[-1])
             for name in names:
-                values, nans = _encode(getattr(stats, name)[keep])
-                rows.extend(zip(repeat(name), values, repeat(timestamp), repeat(run_id), steps,
-                                nans))
-                latest.append((name, values[-1], timestamp, run_id, steps[-1], nans[-1]))
+                values, last_value, last_nan = _as_json(getattr(stats, name)[keep])
+                arrays.append((name, timestamp, run_id, first, every, values))
+                latest.append((name, last_value, timestamp, run_id, last, last_nan))
+            rows += steps.size * len(names)
         if not rows:
             return 0
         # The DBAPI cursor directly: SQLAlchemy's execution layer costs ~1.5 us per row here.
@@ -120,7 +140,7 @@ class SqlMetricSink:
             self._connection = self._engine.raw_connection()
         cursor = self._connection.cursor()
         try:
-            cursor.executemany(self._insert, rows)
+            cursor.executemany(self._insert, arrays)
             cursor.executemany(self._latest, latest)
             self._connection.commit()
         except BaseException:
@@ -128,7 +148,7 @@ class SqlMetricSink:
             raise
         finally:
             cursor.close()
-        return len(rows)
+        return rows
 
     def close(self) -> None:
         if self._connection is not None:

@@ -28,9 +28,10 @@ from .helpers import (
 
 pytestmark = pytest.mark.slow
 
-# Short trials (about a tenth of a second): the workers spend their time racing on the
-# storage, yet the first worker up cannot finish the study before the others arrive.
-QUICK = ["--epochs", "300", "--optimizers", "adam,sgd", "--schedulers", "none,cosine",
+# Short trials (about a third of a second): the workers race on the storage, yet the main
+# process, which runs trials from the start, cannot finish the study before its helpers
+# arrive (they take several seconds to start, four of them on two cores).
+QUICK = ["--epochs", "3000", "--optimizers", "adam,sgd", "--schedulers", "none,cosine",
          "--quiet", *NO_PLOTS, *SEQUENTIAL]
 # Quadratic with an lr range that reaches divergence: COMPLETE, PRUNED and FAIL trials.
 MIXED = ["--objective", "tests.toy_objectives:Quadratic", "--epochs", "2000",
@@ -49,7 +50,7 @@ def _database(postgres: PostgresCluster, prefix: str) -> str:
 def test_workers_started_together_run_each_trial_once_and_stop_at_the_target(
         backend: str, workers: int, workdir: Path, processes: Processes,
         request: pytest.FixtureRequest) -> None:
-    target = 8
+    target = 24
     if backend == "journal":
         url, storage = journal_url(workdir), []  # --workers' default storage
     else:

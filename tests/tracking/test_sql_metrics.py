@@ -30,17 +30,28 @@ def _special() -> EpochStats:
     return stats
 
 
-def _write_both_ways(uri: str) -> tuple[MlflowClient, str, str, list[EpochStats]]:
+def _wide(start: int, n: int) -> EpochStats:
+    """Values over the whole double range, signed, and the smallest ones: each must read back
+    as the very same double."""
+    rng = np.random.default_rng(start)
+    arrays = [rng.choice([-1.0, 1.0], n) * rng.random(n) * 10.0 ** rng.integers(-307, 308, n)
+              for _ in EPOCH_METRICS]
+    arrays[0][:3] = [5e-324, -2.2250738585072014e-308, 1.7976931348623157e308]
+    return EpochStats(start, *arrays)
+
+
+def _write_both_ways(uri: str, every: int = 1
+                     ) -> tuple[MlflowClient, str, str, list[EpochStats]]:
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("sql")
     direct_run = client.create_run(experiment).info.run_id
     batch_run = client.create_run(experiment).info.run_id
-    chunks = [_stats(0, 7), _stats(7, 5), _special().head(6)]
+    chunks = [_stats(0, 7), _stats(7, 5), _special().head(6), _wide(18, 400)]
     chunks[2] = EpochStats(12, *(getattr(chunks[2], m) for m in EPOCH_METRICS))
     sink = connect(uri)
     assert sink is not None, "the direct path must be recognised on a fresh store"
-    for run_id, writer in ((direct_run, MetricWriter(client, sink)),
-                           (batch_run, MetricWriter(client, None))):
+    for run_id, writer in ((direct_run, MetricWriter(client, sink, every)),
+                           (batch_run, MetricWriter(client, None, every))):
         for chunk in chunks:
             writer.put(run_id, chunk)
         writer.close()
@@ -53,29 +64,32 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, flo
 
 
 def _check_same(client: MlflowClient, direct_run: str, batch_run: str,
-                chunks: list[EpochStats]) -> None:
+                chunks: list[EpochStats], every: int = 1) -> None:
     whole = EpochStats.concat(chunks)
     for key in EPOCH_METRICS:
         direct = _history(client, direct_run, key)
-        assert [s for s, _ in direct] == list(range(len(whole)))
-        expected = np.clip(getattr(whole, key), -1.7976931348623157e308, 1.7976931348623157e308)
-        for (_, got), want in zip(direct, expected):
-            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want)
+        assert [s for s, _ in direct] == list(range(0, len(whole), every))
+        expected = np.clip(getattr(whole, key), -1.7976931348623157e308,
+                           1.7976931348623157e308)[::every]
+        for (_, got), want in zip(direct, expected, strict=True):
+            assert (math.isnan(got) and math.isnan(want)) or got == want
         batch = _history(client, batch_run, key)
         assert str(direct) == str(batch)  # NaN-aware equality, same encoding as log_batch
     runs = {r.info.run_id: r for r in client.search_runs([client.get_run(direct_run)
                                                           .info.experiment_id])}
-    assert runs[direct_run].data.metrics == pytest.approx(runs[batch_run].data.metrics)
+    assert runs[direct_run].data.metrics == runs[batch_run].data.metrics
 
 
-def test_sqlite_direct_writes_read_back_like_log_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", [1, 3])
+def test_sqlite_direct_writes_read_back_like_log_batch(tmp_path: Path, every: int) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    _check_same(*_write_both_ways(uri))
+    _check_same(*_write_both_ways(uri, every), every)
 
 
-def test_postgresql_direct_writes_read_back_like_log_batch(postgres) -> None:  # type: ignore[no-untyped-def]
-    uri = postgres.create_database("sqlmetrics")
-    _check_same(*_write_both_ways(uri))
+@pytest.mark.parametrize("every", [1, 3])
+def test_postgresql_direct_writes_read_back_like_log_batch(postgres, every: int) -> None:  # type: ignore[no-untyped-def]
+    uri = postgres.create_database(f"sqlmetrics{every}")
+    _check_same(*_write_both_ways(uri, every), every)
 
 
 def test_unknown_schema_revision_falls_back(tmp_path: Path) -> None:
