@@ -4,7 +4,8 @@
 10,000-epoch trial logs 50,000 values. A bulk insert of the same rows costs a few
 microseconds each. This module is the only place that writes MLflow's tables directly, and it
 does so only when it is sure of the layout: the database's Alembic revision must equal the
-installed MLflow's head revision and both tables must have exactly the expected columns.
+installed MLflow's head revision, both tables must have exactly the expected columns, and
+SQLite must have its JSON functions (each chunk's values travel as one JSON array per metric).
 Anything else (another revision, an HTTP tracking server, an error) means ``connect`` returns
 None and callers use ``log_batch``. Tests read every value back through ``MlflowClient``.
 """
@@ -48,6 +49,8 @@ def connect(tracking_uri: str) -> SqlMetricSink | None:
         engine = sa.create_engine(tracking_uri, connect_args=connect_args, poolclass=sa.NullPool)
         with engine.connect() as conn:
             revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            if engine.dialect.name == "sqlite":  # JSON functions: built in since SQLite 3.38
+                conn.execute(sa.text("SELECT count(*) FROM json_each('[1]')"))
         inspector = sa.inspect(engine)
         metrics = {c["name"] for c in inspector.get_columns("metrics")}
         latest = {c["name"] for c in inspector.get_columns("latest_metrics")}
@@ -132,7 +135,7 @@ class SqlMetricSink:
                 values, last_value, last_nan = _as_json(getattr(stats, name)[keep])
                 arrays.append((name, timestamp, run_id, first, every, values))
                 latest.append((name, last_value, timestamp, run_id, last, last_nan))
-            rows += steps.size * len(names)
+            rows += len(steps) * len(names)
         if not rows:
             return 0
         # The DBAPI cursor directly: SQLAlchemy's execution layer costs ~1.5 us per row here.
