@@ -42,6 +42,7 @@ class SweepConfig:
     lr_range: str = "fixed"  # fixed: the bounds above; auto: centred on an LR range test
     sampler: str = "tpe"  # tpe, random, grid, cmaes or qmc
     pruner: str = "median"  # median, hyperband or none
+    prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
     seed: int = 0  # sampler seed
     storage: str = "sqlite:///mlruns/optuna.db"  # Optuna storage (sqlite, postgresql, journal)
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLflow tracking URI
@@ -141,7 +142,7 @@ def _coerce(name: str, value: Any) -> Any:
     kinds: dict[str, tuple[type, ...]] = {
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
         "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
-        "timeout": (int, float), "quiet": (bool,), "plots": (bool,),
+        "timeout": (int, float), "quiet": (bool,), "plots": (bool,), "prune_stalled": (bool,),
     }
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):

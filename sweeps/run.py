@@ -46,6 +46,9 @@ def build_parser() -> Parser:
                                       "defaults) or auto (centred on an LR range test)")
     p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
     p.add_argument("--pruner", help="median (default), hyperband or none")
+    p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,
+                   help="stop a trial whose parameters have not moved since it started, "
+                        "checked from a tenth of its epochs on (default: on)")
     p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "

@@ -21,6 +21,7 @@ from .progress import SweepProgress
 from .prune_view import PruneView
 from .reaper import INTERRUPTED_ATTR, Heartbeat, reap_stale
 from .space import SearchSpace
+from .stall import StallWatch
 from .stats import EpochStats
 from .storage import redact
 
@@ -57,11 +58,14 @@ class TrackingFailed(RuntimeError):
 
 class OptunaReporter(Observer):
     """Reports each chunk's last loss as an intermediate value, keeps the trial's heartbeat
-    fresh, and asks the pruner at ``PRUNE_CHECKS`` fractions of the epochs (each question
-    reads every trial of the study: ``PruneView`` shares one read among a batch)."""
+    fresh, stops a stalled trial (with ``stall``), and asks the pruner at ``PRUNE_CHECKS``
+    fractions of the epochs (each question reads every trial of the study: ``PruneView``
+    shares one read among a batch)."""
 
-    def __init__(self, trial: optuna.Trial, epochs: int, view: PruneView) -> None:
+    def __init__(self, trial: optuna.Trial, epochs: int, view: PruneView,
+                 stall: StallWatch | None = None) -> None:
         self.trial = trial
+        self.stall = stall
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
         self.checks = sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
@@ -79,6 +83,11 @@ class OptunaReporter(Observer):
         value = float(stats.loss[-1])
         self.trial.report(value, step=done - 1)
         self.reported[done - 1] = value
+        if self.stall is not None and self.stall.on_chunk(stats):
+            assert self.stall.verdict is not None
+            self.trial.set_user_attr("pruned_by", "stalled")
+            self.trial.set_user_attr("pruned_reason", self.stall.verdict.reason)
+            return True
         if not self.checks or done < self.checks[0]:
             return False
         self.checks = [c for c in self.checks if c > done]
@@ -200,7 +209,8 @@ class Sweep:
         trial.set_user_attr("hparams", hp.to_dict())
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
-        reporter = OptunaReporter(trial, self.epochs, view)
+        stall = StallWatch(self.epochs) if self.config.prune_stalled else None
+        reporter = OptunaReporter(trial, self.epochs, view, stall)
         reporter.heartbeat.beat()
         run = self.tracker.start_trial(
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
