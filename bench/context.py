@@ -57,10 +57,10 @@ class Context:
 
     def product_sweep(self, n_trials: int, epochs: int, *, workers: int = 1,
                       pruner: str = "median", storage: str = "sqlite",
-                      batch: int | None = None) -> SweepRun:
+                      batch: int | None = None, prune_stalled: bool = True) -> SweepRun:
         """``python -m sweeps.run`` on fresh stores (run once per distinct configuration);
         ``batch`` None: the product's default."""
-        key = (n_trials, epochs, workers, pruner, storage, batch)
+        key = (n_trials, epochs, workers, pruner, storage, batch, prune_stalled)
         if key not in self._sweeps:
             where = self.fresh_dir(f"sweep-{n_trials}x{epochs}-w{workers}-{pruner}-{storage}"
                                    f"-b{batch or 'default'}")
@@ -71,7 +71,8 @@ class Context:
                                "--epochs", str(epochs), "--study", STUDY, "--storage", url,
                                "--tracking-uri", tracking, "--quiet", "--seed", "0",
                                "--workers", str(workers), "--pruner", pruner,
-                               *(["--batch", str(batch)] if batch else []))
+                               *(["--batch", str(batch)] if batch else []),
+                               *([] if prune_stalled else ["--no-prune-stalled"]))
             run = self.run(argv, where).check()
             self._sweeps[key] = SweepRun(run, url, tracking, STUDY, n_trials, epochs, workers)
         return self._sweeps[key]

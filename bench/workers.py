@@ -1,8 +1,8 @@
 """Workers: trials per second of ``--workers 2`` against ``--workers 1``.
 
 Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's journal file
-(the product's default storage for several workers) and ``--pruner none``, so that every
-trial costs the same epochs and the rate does not depend on which trials happened to be
+(the product's default storage for several workers), ``--pruner none`` and
+``--no-prune-stalled``, so that every trial costs the same epochs and the rate does not depend on which trials happened to be
 pruned (each worker draws from its own sampler stream, so the two runs' trials differ).
 
 Two rates per run: end to end (trials / wall time of the command, start-up included: what a
@@ -27,7 +27,7 @@ def worker_sweep(ctx: Context, workers: int) -> SweepRun:
     # --batch 1: one trial at a time per worker, so the comparison measures processes
     # sharing the study, not how a split changes the batches
     return ctx.product_sweep(sizes.worker_trials, sizes.worker_epochs, workers=workers,
-                             pruner="none", storage="journal", batch=1)
+                             pruner="none", storage="journal", batch=1, prune_stalled=False)
 
 
 def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
