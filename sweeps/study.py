@@ -66,6 +66,7 @@ class OptunaReporter(Observer):
                  stall: StallWatch | None = None) -> None:
         self.trial = trial
         self.stall = stall
+        self.stopped: dict[str, str] = {}  # why the reporter stopped the trial, if it did
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
         self.checks = sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
@@ -85,8 +86,9 @@ class OptunaReporter(Observer):
         self.reported[done - 1] = value
         if self.stall is not None and self.stall.on_chunk(stats):
             assert self.stall.verdict is not None
-            self.trial.set_user_attr("pruned_by", "stalled")
-            self.trial.set_user_attr("pruned_reason", self.stall.verdict.reason)
+            self.stopped.update(pruned_by="stalled", pruned_reason=self.stall.verdict.reason)
+            for key, text in self.stopped.items():
+                self.trial.set_user_attr(key, text)
             return True
         if not self.checks or done < self.checks[0]:
             return False
@@ -216,6 +218,7 @@ class Sweep:
             self.parent_run_id, trial.number, self.run_params(hp), {"study": self.study.study_name}
         )
         trial.set_user_attr("mlflow_run_id", run.run_id)
+        run.extra_tags = reporter.stopped  # filled in if the reporter stops the trial
         run.evaluate = self._evaluate
         return hp, run, reporter
 

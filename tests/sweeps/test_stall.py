@@ -77,6 +77,8 @@ def test_a_sweep_stops_the_seed_case_early_with_the_stalled_verdict(
         mlflow_run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert mlflow_run.info.status == "KILLED"
         assert mlflow_run.data.tags["verdict"] == "stalled"
+        assert mlflow_run.data.tags["pruned_by"] == "stalled"
+        assert mlflow_run.data.tags["pruned_reason"] == t.user_attrs["pruned_reason"]
         assert len(client.get_metric_history(mlflow_run.info.run_id, "loss")) == 200
 
 
@@ -88,3 +90,4 @@ def test_no_prune_stalled_runs_the_seed_case_to_the_end(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert {t.user_attrs["epochs_run"] for t in trials} == {2000}
     assert all(t.user_attrs["verdict"] == "stalled" for t in trials)
+    assert not any("pruned_by" in t.user_attrs for t in trials)
