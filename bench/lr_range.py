@@ -17,7 +17,6 @@ noise, and "within 10x of the final best" of a study whose best is such noise me
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .report import write_json
 
 FLOOR = 1e-32  # below: float64 rounding noise of the rebalance loss (see the docstring)
 
@@ -109,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
               f" (floored at {FLOOR:g}: {s['median_trials_to_10x_own_best_floored']}), "
               f"to 10x best of both {s['median_trials_to_10x_best_of_both']}, "
               f"median final best {s['median_final_best']:.3g}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    write_json(args.out, {"rows": rows, "summary": summary})
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Bar", "Report", "Row"]
+__all__ = ["Bar", "Report", "Row", "write_json"]
 
 Subject = Literal["ratio", "product"]
 _OPS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b}
@@ -105,9 +105,14 @@ class Report:
                 "details": self.details}
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, default=str) + "\n",
-                        encoding="utf-8")
+        write_json(path, self.to_json())
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """``data`` as indented JSON at ``path`` (its folder created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _value(value: float | None, unit: str) -> str:

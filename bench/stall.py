@@ -12,7 +12,6 @@ best trial's optimizer. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from .lr_range import FLOOR
+from .report import write_json
 
 MODES = {"off": ["--no-prune-stalled"], "on": ["--prune-stalled"]}
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mode:>3}: median {s['wall_s']:.1f} s, {s['epochs_run']:,.0f} epochs, "
               f"{s['stopped_stalled']} stopped stalled; best at the {FLOOR:g} floor in "
               f"{s['seeds_at_floor']} of {args.seeds} seeds")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2))
+    write_json(args.out, {"rows": rows, "summary": summary})
     return 0
 
 

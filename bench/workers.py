@@ -2,8 +2,9 @@
 
 Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's journal file
 (the product's default storage for several workers), ``--pruner none`` and
-``--no-prune-stalled``, so that every trial costs the same epochs and the rate does not depend on which trials happened to be
-pruned (each worker draws from its own sampler stream, so the two runs' trials differ).
+``--no-prune-stalled``, so that every trial costs the same epochs and the rate does not
+depend on which trials happened to be pruned (each worker draws from its own sampler stream,
+so the two runs' trials differ).
 
 Two rates per run: end to end (trials / wall time of the command, start-up included: what a
 user waits for) and steady state: the sum over the worker processes of each one's trials /
