@@ -86,18 +86,12 @@ def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
         plotter.close()
 
 
-_TRAINED: dict[str, EpochStats] = {}  # in the child: reference runs trained, by objective
-
-
 def _reference(name: str, args: dict[str, str], epochs: int, device: str) -> EpochStats:
-    """The reference run's statistics (trained once per child process and objective)."""
+    """The reference run's statistics, trained in the child (when no batch carried it)."""
     from objectives import build
 
-    key = repr((name, sorted(args.items()), epochs, device))
-    if key not in _TRAINED:
-        objective = build(name, args, from_file=True)
-        _TRAINED[key] = train(objective, REFERENCE, epochs, device=device).history
-    return _TRAINED[key]
+    objective = build(name, args, from_file=True)
+    return train(objective, REFERENCE, epochs, device=device).history
 
 
 def _warm_up() -> None:
