@@ -5,10 +5,12 @@ throughput and workers sections ran)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .procs import CommandRun, run_measured
 from .sizes import Sizes
@@ -35,7 +37,7 @@ class Context:
         self.sizes = sizes
         self.workdir = workdir
         self._count = itertools.count()
-        self._sweeps: dict[tuple[int, int, int, str, str], SweepRun] = {}
+        self._sweeps: dict[tuple[Any, ...], SweepRun] = {}
         self.careful_run: CommandRun | None = None  # the careful baseline, once it ran
 
     def fresh_dir(self, name: str) -> Path:
@@ -57,10 +59,14 @@ class Context:
 
     def product_sweep(self, n_trials: int, epochs: int, *, workers: int = 1,
                       pruner: str = "median", storage: str = "sqlite",
-                      batch: int | None = None, prune_stalled: bool = True) -> SweepRun:
+                      batch: int | None = None, prune_stalled: bool = True,
+                      trials: tuple[dict[str, Any], ...] = (), repeat: int = 0) -> SweepRun:
         """``python -m sweeps.run`` on fresh stores (run once per distinct configuration);
-        ``batch`` None: the product's default."""
-        key = (n_trials, epochs, workers, pruner, storage, batch, prune_stalled)
+        ``batch`` None: the product's default. ``trials``: Optuna params enqueued in the
+        study (created beforehand as the command would) so that it runs them first;
+        ``repeat`` tells repetitions of one configuration apart."""
+        key = (n_trials, epochs, workers, pruner, storage, batch, prune_stalled,
+               json.dumps(trials, sort_keys=True), repeat)
         if key not in self._sweeps:
             where = self.fresh_dir(f"sweep-{n_trials}x{epochs}-w{workers}-{pruner}-{storage}"
                                    f"-b{batch or 'default'}")
@@ -73,6 +79,25 @@ class Context:
                                "--workers", str(workers), "--pruner", pruner,
                                *(["--batch", str(batch)] if batch else []),
                                *([] if prune_stalled else ["--no-prune-stalled"]))
+            if trials:
+                _enqueue(argv[3:], trials)
             run = self.run(argv, where).check()
             self._sweeps[key] = SweepRun(run, url, tracking, STUDY, n_trials, epochs, workers)
         return self._sweeps[key]
+
+
+def _enqueue(args: list[str], trials: tuple[dict[str, Any], ...]) -> None:
+    """Create the study of ``sweeps.run args`` as the command would, with ``trials`` waiting."""
+    from objectives import build
+    from sweeps.run import build_parser, config_from_args
+    from sweeps.space import SearchSpace
+    from sweeps.study import open_study
+
+    config = config_from_args(build_parser().parse_args(args))
+    objective = build(config.objective, config.objective_args)
+    epochs = config.epochs or objective.default_epochs
+    space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
+                        config.lr_max).validated()
+    study = open_study(config, objective, epochs, space)
+    for params in trials:
+        study.enqueue_trial(params)

@@ -3,7 +3,7 @@ number of trials or of epochs.
 
 Sweeps compared (each on fresh stores, ``bench.procs`` sampling the process tree):
 N trials x E epochs (the throughput section's sweep), few trials x E epochs, N trials x few
-epochs, and the ``--workers 2`` run of the workers section (parent and worker processes).
+epochs, and the ``--workers 2`` run of the workers section (main and helper processes).
 "Flat" means the main process's peak grows by at most 10% from the small sweep to the big one.
 """
 
@@ -43,12 +43,12 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
         Row(f"  memory vs epochs: {s.sweep_epochs:,} vs {s.memory_few_epochs:,} epochs", b, e,
             "MiB", b / e, Bar("<=", FLAT), "main process peak, longer / shorter sweep"),
     ]
-    two_workers = [p.peak_mib for p in two.run.processes if p.role == "worker"]
-    if two_workers:
-        rows.append(Row("  memory, --workers 2: worker vs parent", max(two_workers),
+    helpers = [p.peak_mib for p in two.run.processes if p.role == "helper"]
+    if helpers:
+        rows.append(Row("  memory, --workers 2: helper vs main process", max(helpers),
                         two.run.role_peak("main"), "MiB",
-                        max(two_workers) / two.run.role_peak("main"), None,
-                        "peak of the larger worker / the parent process"))
+                        max(helpers) / two.run.role_peak("main"), None,
+                        "peak of the helper worker (forked) / the main process"))
     careful = ctx.careful_run
     if careful is not None:
         rows.append(Row("  memory, product sweep vs careful loop", b, careful.peak_mib, "MiB",

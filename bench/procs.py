@@ -1,5 +1,5 @@
 """Run a command and measure it: wall time, exit status, and the peak resident memory of every
-process of its tree (the command and, e.g., its spawned workers).
+process of its tree (the command and, e.g., its helper workers and spawned children).
 
 Peaks come from the kernel's high-water mark (``VmHWM`` in ``/proc/<pid>/status``), read while
 the tree runs. A process is read only once it has executed its own program: between fork (or
@@ -17,15 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweeps.workers import PROCESS_NAME
+
 __all__ = ["CommandRun", "ProcessPeak", "run_measured", "wall_time"]
 
 _MIB = 1024.0  # KiB per MiB
+HELPER_PREFIX = PROCESS_NAME.split("{")[0]  # the name a forked helper worker gives itself
 
 
 @dataclass(frozen=True)
 class ProcessPeak:
     pid: int
-    role: str  # "main", "worker" (a multiprocessing spawn child) or the program name
+    role: str  # "main", "helper" (a --workers helper), "child" (a multiprocessing spawn
+    # child: metric writer, plotter) or the program name
     peak_mib: float  # highest resident set size seen
 
 
@@ -116,13 +120,22 @@ def _children(pid: int) -> list[int]:
 
 
 def _executed(pid: int) -> bool:
-    """False while ``pid`` still runs its parent's program (forked, not yet exec'd)."""
+    """False while ``pid`` still runs its parent's program (forked, not yet exec'd, nor
+    named as a helper worker of the sweep: those are forked on purpose and never exec)."""
     try:
         ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
         return (Path(f"/proc/{pid}/cmdline").read_bytes()
-                != Path(f"/proc/{ppid}/cmdline").read_bytes())
+                != Path(f"/proc/{ppid}/cmdline").read_bytes()) or _is_helper(pid)
     except (OSError, IndexError):
         return False
+
+
+def _is_helper(pid: int) -> bool:
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return comm.startswith(HELPER_PREFIX)
 
 
 def _hwm_kib(pid: int) -> int | None:
@@ -140,8 +153,10 @@ def _role(pid: int) -> str:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return "?"
+    if _is_helper(pid):
+        return "helper"
     if "spawn_main" in cmdline:
-        return "worker"
+        return "child"
     if "resource_tracker" in cmdline:
         return "resource tracker"
     return Path(cmdline.split(" ", 1)[0]).name or "?"

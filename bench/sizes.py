@@ -15,6 +15,7 @@ class Sizes:
     sweep_epochs: int = 10_000  # epochs per trial of that sweep
     worker_trials: int = 16  # trials of each --workers run
     worker_epochs: int = 10_000  # epochs per trial of each --workers run
+    worker_repeats: int = 2  # runs of each --workers command, in turn
     memory_few_trials: int = 10  # the smaller sweep that memory growth with trials compares to
     memory_few_epochs: int = 2_000  # the shorter sweep that memory growth with epochs compares to
     help_repeats: int = 5  # runs of ``sweeps.run --help``; the median is kept
@@ -30,6 +31,7 @@ QUICK = Sizes(
     sweep_epochs=2_000,
     worker_trials=4,
     worker_epochs=2_000,
+    worker_repeats=1,
     memory_few_trials=2,
     memory_few_epochs=500,
     batch_trials=8,

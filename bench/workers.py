@@ -2,52 +2,83 @@
 
 Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's journal file
 (the product's default storage for several workers), ``--pruner none`` and
-``--no-prune-stalled``, so that every trial costs the same epochs and the rate does not
-depend on which trials happened to be pruned (each worker draws from its own sampler stream,
-so the two runs' trials differ).
+``--no-prune-stalled``, and the same trials: the study is created beforehand with the same
+``worker_trials`` parameter sets waiting in it (drawn once from the product's search space),
+so both runs do the same work whichever process takes which trial. The two commands run in
+turn, ``worker_repeats`` times; each rate is the median over the repetitions.
 
 Two rates per run: end to end (trials / wall time of the command, start-up included: what a
 user waits for) and steady state: the sum over the worker processes of each one's trials /
 (its last trial's end - its first trial's start), from the study's timestamps. (The main
-process starts trials at once, its helper a few seconds later: one span for all would count
-those seconds as if both were running.)
+process starts trials at once, its helper a moment later: one span for all would count that
+moment as if both were running.)
 """
 
 from __future__ import annotations
 
+import statistics
+from functools import cache
 from typing import Any
 
 from .context import Context, SweepRun
 from .report import Bar, Row
 
-__all__ = ["measure", "worker_sweep"]
+__all__ = ["measure", "trial_params", "worker_sweep"]
 
 
-def worker_sweep(ctx: Context, workers: int) -> SweepRun:
+@cache
+def trial_params(n: int, epochs: int, seed: int = 0) -> tuple[dict[str, Any], ...]:
+    """``n`` parameter sets of the default search space, drawn at random (seeded)."""
+    import optuna
+
+    from sweeps.config import SweepConfig
+    from sweeps.space import SearchSpace
+
+    defaults = SweepConfig()
+    space = SearchSpace(defaults.optimizers, defaults.schedulers, epochs).validated()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    drawn = []
+    for _ in range(n):
+        trial = study.ask()
+        space.sample(trial)
+        drawn.append(dict(trial.params))
+    return tuple(drawn)
+
+
+def worker_sweep(ctx: Context, workers: int, repeat: int = 0) -> SweepRun:
     sizes = ctx.sizes
     # --batch 1: one trial at a time per worker, so the comparison measures processes
     # sharing the study, not how a split changes the batches
     return ctx.product_sweep(sizes.worker_trials, sizes.worker_epochs, workers=workers,
-                             pruner="none", storage="journal", batch=1, prune_stalled=False)
+                             pruner="none", storage="journal", batch=1, prune_stalled=False,
+                             trials=trial_params(sizes.worker_trials, sizes.worker_epochs),
+                             repeat=repeat)
 
 
 def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
-    one, two = worker_sweep(ctx, 1), worker_sweep(ctx, 2)
-    rates = {w: _rates(run) for w, run in ((1, one), (2, two))}
+    runs: dict[int, list[SweepRun]] = {1: [], 2: []}
+    for repeat in range(ctx.sizes.worker_repeats):
+        for w in (1, 2):
+            runs[w].append(worker_sweep(ctx, w, repeat))
+    rates = {w: [_rates(run) for run in rs] for w, rs in runs.items()}
+    median = {w: {kind: statistics.median(r[kind] for r in rs)
+                  for kind in ("end_to_end", "steady_state")} for w, rs in rates.items()}
     n, epochs = ctx.sizes.worker_trials, ctx.sizes.worker_epochs
-    end1, end2 = rates[1]["end_to_end"], rates[2]["end_to_end"]
-    st1, st2 = rates[1]["steady_state"], rates[2]["steady_state"]
+    end1, end2 = median[1]["end_to_end"], median[2]["end_to_end"]
+    st1, st2 = median[1]["steady_state"], median[2]["steady_state"]
+    reps = ctx.sizes.worker_repeats
     rows = [
         Row(f"workers: {n} trials x {epochs:,} epochs, --batch 1, --workers 2 vs 1"
             " (end to end)",
             end2, end1, "trials/s", end2 / end1, Bar(">=", 1.8),
-            "trials / command wall time, start-up of the workers included"),
+            f"trials / command wall time, start-up included; median of {reps} runs each"),
         Row("  workers, steady state", st2, st1, "trials/s", st2 / st1, Bar(">=", 1.8),
             "sum over processes of trials / (last trial end - first trial start)"),
     ]
-    details = {"n_trials": n, "epochs": epochs, "rates": rates,
-               "wall_s": {1: one.run.wall_s, 2: two.run.wall_s},
-               "commands": {1: " ".join(one.run.argv), 2: " ".join(two.run.argv)}}
+    details = {"n_trials": n, "epochs": epochs, "repeats": reps, "rates": rates,
+               "median": median, "trials": list(trial_params(n, epochs)),
+               "wall_s": {w: [r.run.wall_s for r in rs] for w, rs in runs.items()},
+               "commands": {w: " ".join(rs[0].run.argv) for w, rs in runs.items()}}
     return rows, details
 
 

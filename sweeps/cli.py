@@ -41,11 +41,9 @@ def one_line(text: str) -> str:
 
 
 def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    # the level also where a handler exists already (a forked worker inherits its parent's)
+    logging.getLogger().setLevel(logging.WARNING if quiet else logging.INFO)
     import mlflow  # noqa: F401  (configures its loggers on import; quieten them after)
     import optuna
 

@@ -119,15 +119,23 @@ def _sweep(config: SweepConfig) -> int:
     from .signals import Terminated, exit_status, terminate_as_exception
     from .study import counted_trials, open_sweep
 
-    sweep = open_sweep(config)
+    helpers = None
+    if config.workers > 1:  # forked before any store is opened (see sweeps.workers)
+        from .workers import Helpers
+
+        helpers = Helpers(config, config.workers - 1, fork=_started_as_command())
+    try:
+        sweep = open_sweep(config)
+    except BaseException:
+        if helpers is not None:
+            helpers.cancel()
+        raise
     sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
                                    sweep.epochs, interactive(config.quiet))
     with terminate_as_exception():
         try:
-            if config.workers > 1:
-                from .workers import Helpers
-
-                with Helpers(sweep, config.workers - 1):
+            if helpers is not None:
+                with helpers.attach(sweep):
                     sweep.run()  # this process is one of the workers
             sweep.run()  # single process, or what helpers that died left undone
         except (KeyboardInterrupt, Terminated) as exc:
@@ -146,6 +154,13 @@ def _sweep(config: SweepConfig) -> int:
     if not config.quiet:
         print(sweep.summary())
     return 0
+
+
+def _started_as_command() -> bool:
+    """True in ``python -m sweeps.run`` (nothing is open before ``main``), False where another
+    program called ``main``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == __spec__.name
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .helpers import (
     load_study,
     load_trials,
     mlflow_runs,
+    one_line,
     tracking_url,
 )
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 # Short trials (about a third of a second): the workers race on the storage, yet the main
 # process, which runs trials from the start, cannot finish the study before its helpers
-# arrive (they take several seconds to start, four of them on two cores).
+# arrive (forked, they start trials about a second after it).
 QUICK = ["--epochs", "3000", "--optimizers", "adam,sgd", "--schedulers", "none,cosine",
          "--quiet", *NO_PLOTS, *SEQUENTIAL]
 # Quadratic with an lr range that reaches divergence: COMPLETE, PRUNED and FAIL trials.
@@ -101,3 +102,28 @@ def test_separate_processes_on_postgres_and_an_mlflow_server_agree_one_to_one(
     assert runs.parents[0].info.status == "FINISHED"
     for home in homes:  # nothing local: the servers hold everything
         assert not (home / "mlruns").exists()
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Names of the live processes of session ``sid`` (the tests start each command in one)."""
+    names = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            names.append((stat.parent / "comm").read_text().strip())
+    return names
+
+
+def test_workers_that_cannot_open_the_sweep_leave_one_line_and_no_helper(
+        workdir: Path, processes: Processes) -> None:
+    """The helpers are forked before the sweep is opened: when opening fails (an objective
+    that does not exist), they are ended with the command, which says so in one line."""
+    proc = processes.start(workdir, "--workers", "3", "--objective", "tests.nosuch:Thing",
+                           *QUICK)
+    assert proc.wait(120) == 2
+    assert "objective" in one_line(proc.stderr)
+    assert _session_processes(proc.pid) == []
+    assert not (workdir / "mlruns" / "optuna.journal").exists()  # nothing written

@@ -136,6 +136,8 @@ def test_kill_9_of_one_worker_fails_its_trial_and_the_others_reach_the_target(
     assert sorted(pid(t) == sweep.pid for t in busy) == [False, True]
     victim, other = sorted(busy, key=lambda t: pid(t) == sweep.pid)
     assert pid(victim) in children(sweep.pid)
+    # forked from the command (not spawned), and named for ps and top
+    assert Path(f"/proc/{pid(victim)}/comm").read_text().strip() == "sweeps-worker-1"
     os.kill(pid(victim), signal.SIGKILL)
     killed_at = time.monotonic()
 
