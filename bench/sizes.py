@@ -10,7 +10,7 @@ __all__ = ["FULL", "QUICK", "Sizes"]
 @dataclass(frozen=True)
 class Sizes:
     overhead_epochs: int = 10_000  # epochs of the single trial timed for tracking overhead
-    repeats: int = 3  # interleaved repetitions of each in-process timing; the median is kept
+    repeats: int = 5  # interleaved repetitions of each in-process timing; the median is kept
     sweep_trials: int = 50  # trials of the tracked sweep and of the careful baseline
     sweep_epochs: int = 10_000  # epochs per trial of that sweep
     worker_trials: int = 16  # trials of each --workers run

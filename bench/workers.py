@@ -7,6 +7,11 @@ Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's 
 so both runs do the same work whichever process takes which trial. The two commands run in
 turn, ``worker_repeats`` times; each rate is the median over the repetitions.
 
+A third row is the ceiling: the same trials trained by ``bench.train_only`` (the training loop
+and nothing else) in one process, then split over two side by side. Two processes of this
+workload gain less than 2x on a 2-core machine (shared caches, memory, the host); a sweep adds
+the metric writers' work on the same two cores.
+
 Two rates per run: end to end (trials / wall time of the command, start-up included: what a
 user waits for) and steady state: the sum over the worker processes of each one's trials /
 (its last trial's end - its first trial's start), from the study's timestamps. (The main
@@ -20,29 +25,41 @@ import statistics
 from functools import cache
 from typing import Any
 
+from sweeps.hparams import Hyperparams
+
 from .context import Context, SweepRun
 from .report import Bar, Row
 
-__all__ = ["measure", "trial_params", "worker_sweep"]
+__all__ = ["measure", "trial_hparams", "trial_params", "worker_sweep"]
 
 
 @cache
-def trial_params(n: int, epochs: int, seed: int = 0) -> tuple[dict[str, Any], ...]:
-    """``n`` parameter sets of the default search space, drawn at random (seeded)."""
+def _drawn(n: int, epochs: int, seed: int) -> tuple[tuple[dict[str, Any], Hyperparams], ...]:
     import optuna
 
     from sweeps.config import SweepConfig
     from sweeps.space import SearchSpace
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     defaults = SweepConfig()
     space = SearchSpace(defaults.optimizers, defaults.schedulers, epochs).validated()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     drawn = []
     for _ in range(n):
         trial = study.ask()
-        space.sample(trial)
-        drawn.append(dict(trial.params))
+        hp = space.sample(trial)
+        drawn.append((dict(trial.params), hp))
     return tuple(drawn)
+
+
+def trial_params(n: int, epochs: int, seed: int = 0) -> tuple[dict[str, Any], ...]:
+    """``n`` parameter sets of the default search space, drawn at random (seeded)."""
+    return tuple(params for params, _ in _drawn(n, epochs, seed))
+
+
+def trial_hparams(n: int, epochs: int, seed: int = 0) -> tuple[Hyperparams, ...]:
+    """The hyperparameters of ``trial_params``, as the product trains them."""
+    return tuple(hp for _, hp in _drawn(n, epochs, seed))
 
 
 def worker_sweep(ctx: Context, workers: int, repeat: int = 0) -> SweepRun:
@@ -57,9 +74,11 @@ def worker_sweep(ctx: Context, workers: int, repeat: int = 0) -> SweepRun:
 
 def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     runs: dict[int, list[SweepRun]] = {1: [], 2: []}
+    ceiling: dict[int, list[float]] = {1: [], 2: []}
     for repeat in range(ctx.sizes.worker_repeats):
         for w in (1, 2):
             runs[w].append(worker_sweep(ctx, w, repeat))
+            ceiling[w].append(_train_only_rate(ctx, w))
     rates = {w: [_rates(run) for run in rs] for w, rs in runs.items()}
     median = {w: {kind: statistics.median(r[kind] for r in rs)
                   for kind in ("end_to_end", "steady_state")} for w, rs in rates.items()}
@@ -67,6 +86,7 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     end1, end2 = median[1]["end_to_end"], median[2]["end_to_end"]
     st1, st2 = median[1]["steady_state"], median[2]["steady_state"]
     reps = ctx.sizes.worker_repeats
+    c1, c2 = statistics.median(ceiling[1]), statistics.median(ceiling[2])
     rows = [
         Row(f"workers: {n} trials x {epochs:,} epochs, --batch 1, --workers 2 vs 1"
             " (end to end)",
@@ -74,12 +94,38 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
             f"trials / command wall time, start-up included; median of {reps} runs each"),
         Row("  workers, steady state", st2, st1, "trials/s", st2 / st1, Bar(">=", 1.8),
             "sum over processes of trials / (last trial end - first trial start)"),
+        Row("  ceiling: the same trials, training only, 2 processes vs 1", c2, c1,
+            "trials/s", c2 / c1, None,
+            "sweeps.loop.train alone (no Optuna, MLflow or metric writer): what two "
+            "processes of this workload gain on this machine"),
     ]
     details = {"n_trials": n, "epochs": epochs, "repeats": reps, "rates": rates,
                "median": median, "trials": list(trial_params(n, epochs)),
+               "train_only_rates": ceiling,
                "wall_s": {w: [r.run.wall_s for r in rs] for w, rs in runs.items()},
                "commands": {w: " ".join(rs[0].run.argv) for w, rs in runs.items()}}
     return rows, details
+
+
+def _train_only_rate(ctx: Context, processes: int) -> float:
+    """Trials per second of ``bench.train_only`` split over ``processes`` side by side: the
+    sum over processes of trials / the seconds their trials took."""
+    import json
+    import subprocess
+
+    sizes = ctx.sizes
+    argv = [ctx.python("-m", "bench.train_only", "--trials", str(sizes.worker_trials),
+                       "--epochs", str(sizes.worker_epochs), "--part", f"{i}/{processes}")
+            for i in range(processes)]
+    started = [subprocess.Popen(a, env=ctx.env, stdout=subprocess.PIPE) for a in argv]
+    rate = 0.0
+    for proc, a in zip(started, argv):
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(a)} exited with status {proc.returncode}")
+        seconds = json.loads(out)["seconds"]
+        rate += len(seconds) / sum(seconds)
+    return rate
 
 
 def _rates(sweep: SweepRun) -> dict[str, Any]:
