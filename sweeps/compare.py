@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cli import Parser, add_study_options, guarded
+from .cli import Parser, add_study_options, guarded, run_command
 from .config import split_names
 from .errors import UsageError
 from .results import COLUMNS
@@ -100,4 +100,4 @@ def _compare(args: Any) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .cli import Parser, guarded
+from .cli import Parser, guarded, run_command
 from .config import SweepConfig, parse_kv
 from .errors import UsageError
 from .hparams import Hyperparams
@@ -267,4 +267,4 @@ def _device(name: str) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

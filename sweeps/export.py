@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import Parser, add_study_options, guarded
+from .cli import Parser, add_study_options, guarded, run_command
 from .config import SweepConfig
 from .errors import UsageError
 
@@ -89,4 +89,4 @@ def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -13,6 +13,8 @@ import importlib
 import os
 from pathlib import Path
 
+from .cli import run_command
+
 __all__ = ["COMMANDS", "main", "reference"]
 
 COMMANDS = ("sweeps.run", "sweeps.train", "sweeps.export", "sweeps.compare",
@@ -60,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

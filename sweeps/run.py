@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any
 
-from .cli import Parser, guarded, setup_logging
+from .cli import Parser, guarded, run_command, setup_logging
 from .config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
 from .progress import SweepProgress, interactive
 from .storage import redact
@@ -164,4 +164,4 @@ def _started_as_command() -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -27,6 +27,7 @@ from .storage import redact
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage
 
     from objectives import Objective
     from tracking.report import Plotter
@@ -106,6 +107,7 @@ class Sweep:
     tracker: StudyTracker
     parent_run_id: str
     device: str
+    storage: BaseStorage  # the study's, as opened (closed by ``finish``)
     exhausted: bool = False  # a grid search ran its last point
     histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
     _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
@@ -305,6 +307,18 @@ class Sweep:
         if self.plotter is not None:
             self.plotter.close()
             self.plotter = None
+        self.close_stores()
+
+    def close_stores(self) -> None:
+        """Close the database connections of the study and of MLflow now, rather than
+        whenever the interpreter frees them (a SQLite file then holds everything, its
+        write-ahead log folded in). They reopen if used again."""
+        from tracking.study_run import close_store
+
+        close_store(self.tracker.client)
+        engine = getattr(self.storage, "engine", None)  # RDBStorage; a journal holds none
+        if engine is not None:
+            engine.dispose()
 
     def _tell(self, trial: optuna.Trial, value: float | None, state: Any) -> None:
         """``study.tell``; a grid sampler's ``study.stop()`` on its last point ends the sweep."""
@@ -407,14 +421,15 @@ def make_pruner(config: SweepConfig, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 5)
 
 
-def open_study(config: SweepConfig, objective: Objective, epochs: int,
-               space: SearchSpace) -> optuna.Study:
-    """Create the study, or load it and check that its fixed settings match."""
+def open_study(config: SweepConfig, objective: Objective, epochs: int, space: SearchSpace,
+               storage: BaseStorage | None = None) -> optuna.Study:
+    """Create the study, or load it and check that its fixed settings match. ``storage``:
+    ``open_storage(config.storage)`` unless given."""
     import optuna
 
     from .storage import open_storage
 
-    storage = open_storage(config.storage)
+    storage = storage or open_storage(config.storage)
     settings = fixed_settings(config, objective, epochs)
     study = optuna.create_study(
         storage=storage, study_name=config.study_name, direction="minimize",
@@ -455,7 +470,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
 
-    from .storage import absolute_uri
+    from .storage import absolute_uri, open_storage
 
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
@@ -463,7 +478,8 @@ def open_sweep(config: SweepConfig) -> Sweep:
     check_tracking(config.tracking_uri)
     space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
                         config.lr_max).validated()
-    study = open_study(config, objective, epochs, space)
+    storage = open_storage(config.storage)
+    study = open_study(config, objective, epochs, space, storage)
     tests: dict[str, Any] = {}
     if config.lr_range == "auto":
         space, tests = _auto_space(study, space, objective, device,
@@ -485,7 +501,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
         tracker.resume_parent(parent)
     if tests:
         _log_range_tests(tracker, parent, tests)
-    sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device)
+    sweep = Sweep(config, objective, epochs, study, space, tracker, parent, device, storage)
     reap_stale(study, tracker, close_orphan_runs=True)
     if config.plots:
         from tracking.report import Plotter

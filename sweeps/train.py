@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import Parser, guarded, setup_logging
+from .cli import Parser, guarded, run_command, setup_logging
 from .config import DEVICES, SweepConfig, parse_kv
 from .errors import UsageError
 from .hparams import Hyperparams
@@ -229,4 +229,4 @@ def _report(spec: RunSpec, result: Any, before: dict[str, float], after: dict[st
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

@@ -96,7 +96,8 @@ class Helpers:
             _import_libraries()
             sys.stdout.flush()  # a forked child flushes what its buffers hold when it ends
             sys.stderr.flush()
-        context = multiprocessing.get_context("fork" if fork else "spawn")
+        context = (multiprocessing.get_context("fork") if fork
+                   else multiprocessing.get_context("spawn"))
         self._go = context.Event()
         self._processes: list[BaseProcess] = [
             context.Process(target=_helper, args=(config, i, self._go, os.getpid()),

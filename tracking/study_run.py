@@ -21,7 +21,7 @@ from .metrics import MetricWriter, first_line
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root"]
+__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store"]
 
 PARENT_TAG = "mlflow.parentRunId"
 # Optuna's terminal states as MLflow run states (SPEC section 6).
@@ -147,6 +147,16 @@ class TrialRun(Observer):
         except Exception as exc:  # the trial's Optuna result still counts; the sweep stops
             self.tracker.writer.errors.append(
                 f"could not close run {self.run_id}: {first_line(exc)}")
+
+
+def close_store(client: MlflowClient) -> None:
+    """Close the database connections of ``client``'s store, if it has any (a SQL store:
+    its pool is replaced by an empty one, which reconnects on demand). MLflow has no public
+    call for this; an HTTP store has nothing to close."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def result_metrics(result: TrainResult) -> dict[str, float]:

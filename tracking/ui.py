@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from sweeps.cli import Parser, guarded
+from sweeps.cli import Parser, guarded, run_command
 from sweeps.config import SweepConfig
 from sweeps.errors import UsageError
 
@@ -54,4 +54,4 @@ def _serve(tracking_uri: str, host: str, port: int) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_command(main)

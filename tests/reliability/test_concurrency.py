@@ -127,3 +127,18 @@ def test_workers_that_cannot_open_the_sweep_leave_one_line_and_no_helper(
     assert "objective" in one_line(proc.stderr)
     assert _session_processes(proc.pid) == []
     assert not (workdir / "mlruns" / "optuna.journal").exists()  # nothing written
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_finished_command_leaves_each_sqlite_file_whole(
+        workers: int, workdir: Path, processes: Processes) -> None:
+    """The sweep closes its connections when it ends: each SQLite file holds everything
+    (no write-ahead log left beside it), however quickly the process then exits."""
+    done = processes.run(workdir, "--study", "whole", "--workers", str(workers),
+                         "--n-trials", "4", *QUICK)
+    assert done.rc == 0, done.stderr[-3000:]
+    files = sorted(p.name for p in (workdir / "mlruns").iterdir() if p.is_file())
+    assert "mlflow.db" in files
+    assert not [name for name in files if name.endswith(("-wal", "-shm"))], files
+    runs = mlflow_runs(tracking_url(workdir), "whole")
+    assert len(runs.children) == 4
