@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cli import Parser, guarded, run_command, setup_logging
 from .config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
 from .progress import SweepProgress, interactive
 from .storage import redact
+
+if TYPE_CHECKING:
+    from .study import Sweep
+    from .workers import Helpers
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -114,15 +118,11 @@ def _stopped(what: str, exc: BaseException) -> int:
 
 
 def _sweep(config: SweepConfig) -> int:
-    from .errors import UsageError
-    from .loop import ObjectiveStartError
-    from .signals import Terminated, exit_status, terminate_as_exception
-    from .study import counted_trials, open_sweep
+    from .study import open_sweep
+    from .workers import Helpers
 
     helpers = None
     if config.workers > 1:  # forked before any store is opened (see sweeps.workers)
-        from .workers import Helpers
-
         helpers = Helpers(config, config.workers - 1, fork=_started_as_command())
     try:
         sweep = open_sweep(config)
@@ -130,6 +130,19 @@ def _sweep(config: SweepConfig) -> int:
         if helpers is not None:
             helpers.cancel()
         raise
+    try:
+        return _drive(config, sweep, helpers)
+    finally:
+        sweep.close_stores()  # last: the summary reads the study too
+
+
+def _drive(config: SweepConfig, sweep: Sweep, helpers: Helpers | None) -> int:
+    """Run the opened sweep to its end, close its parent run, print the summary."""
+    from .errors import UsageError
+    from .loop import ObjectiveStartError
+    from .signals import Terminated, exit_status, terminate_as_exception
+    from .study import counted_trials
+
     sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
                                    sweep.epochs, interactive(config.quiet))
     with terminate_as_exception():

@@ -107,7 +107,7 @@ class Sweep:
     tracker: StudyTracker
     parent_run_id: str
     device: str
-    storage: BaseStorage  # the study's, as opened (closed by ``finish``)
+    storage: BaseStorage  # the study's, as opened (see ``close_stores``)
     exhausted: bool = False  # a grid search ran its last point
     histories: dict[str, EpochStats] = field(default_factory=dict)  # run id -> best trials
     _best_loss: dict[str, float] = field(default_factory=dict)  # run id -> its final loss
@@ -307,7 +307,6 @@ class Sweep:
         if self.plotter is not None:
             self.plotter.close()
             self.plotter = None
-        self.close_stores()
 
     def close_stores(self) -> None:
         """Close the database connections of the study and of MLflow now, rather than

@@ -132,13 +132,16 @@ def test_workers_that_cannot_open_the_sweep_leave_one_line_and_no_helper(
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_finished_command_leaves_each_sqlite_file_whole(
         workers: int, workdir: Path, processes: Processes) -> None:
-    """The sweep closes its connections when it ends: each SQLite file holds everything
-    (no write-ahead log left beside it), however quickly the process then exits."""
+    """The sweep closes its connections when it ends, after the summary it prints: each
+    SQLite file (the study's and MLflow's) holds everything, no write-ahead log is left
+    beside it, however quickly the process then exits."""
+    storage = ["--storage", "sqlite:///mlruns/optuna.db"] if workers == 1 else []  # journal
     done = processes.run(workdir, "--study", "whole", "--workers", str(workers),
-                         "--n-trials", "4", *QUICK)
+                         "--n-trials", "4", *storage, *[a for a in QUICK if a != "--quiet"])
     assert done.rc == 0, done.stderr[-3000:]
     files = sorted(p.name for p in (workdir / "mlruns").iterdir() if p.is_file())
-    assert "mlflow.db" in files
+    assert "mlflow.db" in files and ("optuna.db" in files or workers > 1)
+    assert "top 4 of 4 trials" in done.stdout  # the summary was printed
     assert not [name for name in files if name.endswith(("-wal", "-shm"))], files
     runs = mlflow_runs(tracking_url(workdir), "whole")
     assert len(runs.children) == 4
