@@ -90,14 +90,11 @@ def _enqueue(args: list[str], trials: tuple[dict[str, Any], ...]) -> None:
     """Create the study of ``sweeps.run args`` as the command would, with ``trials`` waiting."""
     from objectives import build
     from sweeps.run import build_parser, config_from_args
-    from sweeps.space import SearchSpace
-    from sweeps.study import open_study
+    from sweeps.study import open_study, search_space
 
     config = config_from_args(build_parser().parse_args(args))
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
-    space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
-                        config.lr_max).validated()
-    study = open_study(config, objective, epochs, space)
+    study = open_study(config, objective, epochs, search_space(config, epochs))
     for params in trials:
         study.enqueue_trial(params)

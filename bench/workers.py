@@ -38,11 +38,10 @@ def _drawn(n: int, epochs: int, seed: int) -> tuple[tuple[dict[str, Any], Hyperp
     import optuna
 
     from sweeps.config import SweepConfig
-    from sweeps.space import SearchSpace
+    from sweeps.study import search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    defaults = SweepConfig()
-    space = SearchSpace(defaults.optimizers, defaults.schedulers, epochs).validated()
+    space = search_space(SweepConfig(), epochs)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     drawn = []
     for _ in range(n):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from tracking.report import Plotter
     from tracking.study_run import StudyTracker, TrialRun
 
-__all__ = ["Sweep", "TrackingFailed", "counted_trials", "open_sweep"]
+__all__ = ["Sweep", "TrackingFailed", "counted_trials", "open_sweep", "search_space"]
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +428,8 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, space: Se
 
     from .storage import open_storage
 
-    storage = storage or open_storage(config.storage)
+    if storage is None:
+        storage = open_storage(config.storage)
     settings = fixed_settings(config, objective, epochs)
     study = optuna.create_study(
         storage=storage, study_name=config.study_name, direction="minimize",
@@ -449,6 +450,12 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, space: Se
             "use the same value to resume, or another --study",
         )
     return study
+
+
+def search_space(config: SweepConfig, epochs: int) -> SearchSpace:
+    """The space ``config`` searches (before any ``--lr-range auto`` intervals), checked."""
+    return SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
+                       config.lr_max).validated()
 
 
 def resolve_device(device: str) -> str:
@@ -475,8 +482,7 @@ def open_sweep(config: SweepConfig) -> Sweep:
     epochs = config.epochs or objective.default_epochs
     device = resolve_device(config.device)
     check_tracking(config.tracking_uri)
-    space = SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
-                        config.lr_max).validated()
+    space = search_space(config, epochs)
     storage = open_storage(config.storage)
     study = open_study(config, objective, epochs, space, storage)
     tests: dict[str, Any] = {}
