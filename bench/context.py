@@ -60,16 +60,17 @@ class Context:
     def product_sweep(self, n_trials: int, epochs: int, *, workers: int = 1,
                       pruner: str = "median", storage: str = "sqlite",
                       batch: int | None = None, prune_stalled: bool = True,
-                      trials: tuple[dict[str, Any], ...] = (), repeat: int = 0) -> SweepRun:
+                      trials: tuple[dict[str, Any], ...] = (), repeat: int = 0,
+                      log_every: int = 1) -> SweepRun:
         """``python -m sweeps.run`` on fresh stores (run once per distinct configuration);
         ``batch`` None: the product's default. ``trials``: Optuna params enqueued in the
         study (created beforehand as the command would) so that it runs them first;
         ``repeat`` tells repetitions of one configuration apart."""
         key = (n_trials, epochs, workers, pruner, storage, batch, prune_stalled,
-               json.dumps(trials, sort_keys=True), repeat)
+               json.dumps(trials, sort_keys=True), repeat, log_every)
         if key not in self._sweeps:
             where = self.fresh_dir(f"sweep-{n_trials}x{epochs}-w{workers}-{pruner}-{storage}"
-                                   f"-b{batch or 'default'}")
+                                   f"-b{batch or 'default'}-l{log_every}")
             url = (f"journal:///{where}/optuna.journal" if storage == "journal"
                    else f"sqlite:///{where}/optuna.db")
             tracking = f"sqlite:///{where}/mlflow.db"
@@ -78,6 +79,7 @@ class Context:
                                "--tracking-uri", tracking, "--quiet", "--seed", "0",
                                "--workers", str(workers), "--pruner", pruner,
                                *(["--batch", str(batch)] if batch else []),
+                               *(["--log-every", str(log_every)] if log_every != 1 else []),
                                *([] if prune_stalled else ["--no-prune-stalled"]))
             if trials:
                 _enqueue(argv[3:], trials)

@@ -50,8 +50,8 @@ def completed_values(storage: str, study: str) -> list[float]:
     for t in sorted(s.trials, key=lambda t: t.number):
         if t.user_attrs.get("interrupted") == "surplus":
             continue
-        ok = t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
-        out.append(t.value if ok else math.inf)
+        complete = t.state == optuna.trial.TrialState.COMPLETE
+        out.append(t.value if complete and t.value is not None else math.inf)
     return out
 
 

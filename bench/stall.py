@@ -12,6 +12,7 @@ best trial's optimizer. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import sys
@@ -38,8 +39,9 @@ def run_mode(folder: Path, mode: str, seed: int, n_trials: int) -> dict:
     subprocess.run(command, check=True, cwd=folder)
     wall = time.perf_counter() - start
     trials = optuna.load_study(study_name=study, storage=storage).trials
-    best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
-               key=lambda t: t.value)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: math.inf if t.value is None else t.value)
+    assert best.value is not None
     return {"mode": mode, "seed": seed, "wall_s": wall,
             "epochs_run": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials),
             "stopped_stalled": sum(t.user_attrs.get("pruned_by") == "stalled" for t in trials),

@@ -7,7 +7,13 @@ Same configuration for both, only ``--workers`` differs: fresh stores, Optuna's 
 so both runs do the same work whichever process takes which trial. The two commands run in
 turn, ``worker_repeats`` times; each rate is the median over the repetitions.
 
-A third row is the ceiling: the same trials trained by ``bench.train_only`` (the training loop
+A third row runs the same two commands with ``--log-every 1000``: the same training and the
+same diagnostics, but a thousandth of the metric rows for the writers to insert (they cost
+about 4 us a row, ~0.2 s of CPU a 10,000-epoch trial). With one worker the writer has the
+second core to itself; with two, both writers share the cores with the trainers: this row
+shows how much of the gap to 2x is that work.
+
+A fourth row is the ceiling: the same trials trained by ``bench.train_only`` (the training loop
 and nothing else) in one process, then split over two side by side. Two processes of this
 workload gain less than 2x on a 2-core machine (shared caches, memory, the host); a sweep adds
 the metric writers' work on the same two cores.
@@ -31,6 +37,8 @@ from .context import Context, SweepRun
 from .report import Bar, Row
 
 __all__ = ["measure", "trial_hparams", "trial_params", "worker_sweep"]
+
+SPARSE = 1000  # --log-every of the rows that take the metric writers' work out
 
 
 @cache
@@ -61,29 +69,32 @@ def trial_hparams(n: int, epochs: int, seed: int = 0) -> tuple[Hyperparams, ...]
     return tuple(hp for _, hp in _drawn(n, epochs, seed))
 
 
-def worker_sweep(ctx: Context, workers: int, repeat: int = 0) -> SweepRun:
+def worker_sweep(ctx: Context, workers: int, repeat: int = 0, log_every: int = 1) -> SweepRun:
     sizes = ctx.sizes
     # --batch 1: one trial at a time per worker, so the comparison measures processes
     # sharing the study, not how a split changes the batches
     return ctx.product_sweep(sizes.worker_trials, sizes.worker_epochs, workers=workers,
                              pruner="none", storage="journal", batch=1, prune_stalled=False,
                              trials=trial_params(sizes.worker_trials, sizes.worker_epochs),
-                             repeat=repeat)
+                             repeat=repeat, log_every=log_every)
 
 
 def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     runs: dict[int, list[SweepRun]] = {1: [], 2: []}
+    sparse: dict[int, list[SweepRun]] = {1: [], 2: []}  # --log-every SPARSE
     ceiling: dict[int, list[float]] = {1: [], 2: []}
     for repeat in range(ctx.sizes.worker_repeats):
         for w in (1, 2):
             runs[w].append(worker_sweep(ctx, w, repeat))
+            sparse[w].append(worker_sweep(ctx, w, repeat, log_every=SPARSE))
             ceiling[w].append(_train_only_rate(ctx, w))
     rates = {w: [_rates(run) for run in rs] for w, rs in runs.items()}
-    median = {w: {kind: statistics.median(r[kind] for r in rs)
-                  for kind in ("end_to_end", "steady_state")} for w, rs in rates.items()}
+    sparse_rates = {w: [_rates(run) for run in rs] for w, rs in sparse.items()}
+    median, sparse_median = _medians(rates), _medians(sparse_rates)
     n, epochs = ctx.sizes.worker_trials, ctx.sizes.worker_epochs
     end1, end2 = median[1]["end_to_end"], median[2]["end_to_end"]
     st1, st2 = median[1]["steady_state"], median[2]["steady_state"]
+    sp1, sp2 = sparse_median[1]["steady_state"], sparse_median[2]["steady_state"]
     reps = ctx.sizes.worker_repeats
     c1, c2 = statistics.median(ceiling[1]), statistics.median(ceiling[2])
     rows = [
@@ -93,6 +104,9 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
             f"trials / command wall time, start-up included; median of {reps} runs each"),
         Row("  workers, steady state", st2, st1, "trials/s", st2 / st1, Bar(">=", 1.8),
             "sum over processes of trials / (last trial end - first trial start)"),
+        Row(f"  workers, steady state, metrics every {SPARSE:,}th epoch", sp2, sp1, "trials/s",
+            sp2 / sp1, None,
+            "--log-every: the same training, a thousandth of the rows for the metric writers"),
         Row("  ceiling: the same trials, training only, 2 processes vs 1", c2, c1,
             "trials/s", c2 / c1, None,
             "sweeps.loop.train alone (no Optuna, MLflow or metric writer): what two "
@@ -100,10 +114,17 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     ]
     details = {"n_trials": n, "epochs": epochs, "repeats": reps, "rates": rates,
                "median": median, "trials": list(trial_params(n, epochs)),
+               "sparse_log_every": SPARSE, "sparse_rates": sparse_rates,
+               "sparse_median": sparse_median,
                "train_only_rates": ceiling,
                "wall_s": {w: [r.run.wall_s for r in rs] for w, rs in runs.items()},
                "commands": {w: " ".join(rs[0].run.argv) for w, rs in runs.items()}}
     return rows, details
+
+
+def _medians(rates: dict[int, list[dict[str, Any]]]) -> dict[int, dict[str, float]]:
+    return {w: {kind: statistics.median(r[kind] for r in rs)
+                for kind in ("end_to_end", "steady_state")} for w, rs in rates.items()}
 
 
 def _train_only_rate(ctx: Context, processes: int) -> float:
