@@ -312,12 +312,10 @@ class Sweep:
         """Close the database connections of the study and of MLflow now, rather than
         whenever the interpreter frees them (a SQLite file then holds everything, its
         write-ahead log folded in). They reopen if used again."""
-        from tracking.study_run import close_store
+        from tracking.study_run import close_store, dispose_engine
 
         close_store(self.tracker.client)
-        engine = getattr(self.storage, "engine", None)  # RDBStorage; a journal holds none
-        if engine is not None:
-            engine.dispose()
+        dispose_engine(self.storage)  # RDBStorage; a journal holds no engine
 
     def _tell(self, trial: optuna.Trial, value: float | None, state: Any) -> None:
         """``study.tell``; a grid sampler's ``study.stop()`` on its last point ends the sweep."""

@@ -21,7 +21,8 @@ from .metrics import MetricWriter, first_line
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store"]
+__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store",
+           "dispose_engine"]
 
 PARENT_TAG = "mlflow.parentRunId"
 # Optuna's terminal states as MLflow run states (SPEC section 6).
@@ -150,11 +151,16 @@ class TrialRun(Observer):
 
 
 def close_store(client: MlflowClient) -> None:
-    """Close the database connections of ``client``'s store, if it has any (a SQL store:
-    its pool is replaced by an empty one, which reconnects on demand). MLflow has no public
-    call for this; an HTTP store has nothing to close."""
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    engine = getattr(store, "engine", None)
+    """Close the database connections of ``client``'s store, if it has any (a SQL store).
+    MLflow has no public call for this; an HTTP store has nothing to close."""
+    dispose_engine(getattr(getattr(client, "_tracking_client", None), "store", None))
+
+
+def dispose_engine(holder: object) -> None:
+    """Close the connections of ``holder``'s SQLAlchemy engine, if it has one (MLflow's SQL
+    store, Optuna's RDBStorage): its pool is replaced by an empty one, which reconnects on
+    demand."""
+    engine = getattr(holder, "engine", None)
     if engine is not None:
         engine.dispose()
 
