@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.reference import reference, readme_section
+from sweeps.cli.reference import reference, readme_section
 
 
 def test_readme_cli_reference_matches_the_parsers() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert readme_section(readme) == reference().strip("\n"), (
-        "README.md's CLI reference is stale: run `python -m sweeps.reference --write`")
+        "README.md's CLI reference is stale: run `python -m sweeps.cli.reference --write`")

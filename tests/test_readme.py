@@ -296,7 +296,7 @@ def toml_blocks() -> list[tuple[int, str]]:
 
 
 def test_readme_toml_snippets_are_valid_configs(tmp_path: Path) -> None:
-    from sweeps.config import SweepConfig, load_toml
+    from sweeps.study.config import SweepConfig, load_toml
     from sweeps.errors import UsageError
 
     known = {f.name for f in fields(SweepConfig)}

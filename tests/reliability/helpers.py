@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.config import SweepConfig
+from sweeps.study.config import SweepConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PARENT_TAG = "mlflow.parentRunId"

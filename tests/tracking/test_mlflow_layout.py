@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from sweeps import export, run
-from sweeps.results import load_study
-from sweeps.stats import EPOCH_METRICS
+from sweeps.cli import export
+from sweeps.cli import run
+from sweeps.study.results import load_study
+from sweeps.training.stats import EPOCH_METRICS
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 

@@ -18,10 +18,10 @@ from mlflow.entities import Metric
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeps.hparams import Hyperparams
-from sweeps.loop import train
-from sweeps.results import trials_frame
-from sweeps.stats import EpochStats
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import train
+from sweeps.study.results import trials_frame
+from sweeps.training.stats import EpochStats
 from tests.toy_objectives import Quadratic
 from tracking import plots
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.stats import EPOCH_METRICS, EpochStats
+from sweeps.training.stats import EPOCH_METRICS, EpochStats
 from tracking.metrics import MetricWriter
 from tracking.sql_metrics import connect
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sweeps.results import load_study, trials_frame
+from sweeps.study.results import load_study, trials_frame
 from tests.servers import free_port
 from tracking.links import sweep_links
 

@@ -1,0 +1,1 @@
+"""Batched trials: several trials of one objective as one tensor program."""

@@ -1,0 +1,115 @@
+"""What a person watching the terminal sees: trials done / target with the best so far and an
+ETA, the epochs of the running trial (or batch), and a summary table at the end.
+
+Drawn with ``rich`` on stderr, only when stderr is a terminal and ``--quiet`` is not given;
+log records then go through the same console so they do not break the bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sweeps.training.loop import Observer, TrainResult
+from sweeps.training.stats import EpochStats
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from sweeps.training.hparams import Hyperparams
+
+__all__ = ["SweepProgress", "interactive"]
+
+
+def interactive(quiet: bool) -> bool:
+    """True if progress bars should be drawn."""
+    return not quiet and sys.stderr.isatty()
+
+
+class _EpochTicker(Observer):
+    def __init__(self, progress: SweepProgress) -> None:
+        self.progress = progress
+
+    def on_chunk(self, stats: EpochStats) -> bool:
+        self.progress.epochs_done(stats.start + len(stats))
+        return False
+
+
+class SweepProgress:
+    """Progress of a sweep; a no-op when ``enabled`` is False."""
+
+    def __init__(self, target: int, done: int, epochs: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.best: tuple[float, str] | None = None
+        self._progress: Progress | None = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.logging import RichHandler
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        console = Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self._trials: TaskID = self._progress.add_task("trials", total=target, completed=done)
+        self._epochs: TaskID = self._progress.add_task("epochs", total=epochs)
+        root = logging.getLogger()
+        self._handlers = root.handlers[:]
+        root.handlers = [RichHandler(console=console, show_path=False, show_time=False)]
+        self._progress.start()
+
+    def observer(self) -> Observer:
+        """An observer that advances the epoch bar of the running trial(s)."""
+        return _EpochTicker(self)
+
+    def epochs_done(self, epochs: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._epochs, completed=epochs)
+
+    def trial_done(self, hp: Hyperparams, result: TrainResult, done: int) -> None:
+        """A trial ended; ``done`` trials of the target are finished."""
+        if result.status == "complete" and (self.best is None or result.final_loss
+                                            < self.best[0]):
+            self.best = (result.final_loss, f"{hp.optimizer} lr={hp.lr:.3g} {hp.scheduler}")
+        self.set_done(done)
+
+    def set_done(self, done: int) -> None:
+        if self._progress is None:
+            return
+        text = "trials"
+        if self.best is not None:
+            text = f"trials (best {self.best[0]:.3g}: {self.best[1]})"
+        self._progress.update(self._trials, completed=done, description=text)
+        self._progress.reset(self._epochs)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.remove_task(self._epochs)  # no trial runs any more
+            self._progress.stop()
+            logging.getLogger().handlers = self._handlers
+            self._progress = None
+
+
+def summary(frame: Any, top: int, commands: list[str], links: dict[str, str]) -> str:
+    """The end-of-sweep summary: the top trials with their verdicts, what to run next."""
+    columns = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_loss",
+               "best_loss", "epochs_run"]
+    finished = frame[frame["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
+    table = finished.sort_values("final_loss", na_position="last").head(top)[columns]
+    lines = [f"top {len(table)} of {len(finished)} trials:",
+             table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    if commands:
+        lines += ["", "next:"] + [f"  {c}" for c in commands]
+    if links:
+        lines += ["", "compare in the MLflow UI (start it with: python -m tracking.ui):"]
+        lines += [f"  {name}: {url}" for name, url in links.items()]
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""Run or resume a learning-rate sweep.
+
+    python -m sweeps.run                       # the default sweep: rebalance, 50 trials
+    python -m sweeps.run --config my.toml --n-trials 100
+
+Re-running the same command continues the study until it holds ``--n-trials`` finished
+trials. Every option is also a key of the TOML file given with ``--config``; the command
+line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sweeps.cli.common import Parser, guarded, setup_logging
+from sweeps.study.config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
+from sweeps.cli.progress import SweepProgress, interactive
+from sweeps.storage.backends import redact
+
+if TYPE_CHECKING:
+    from sweeps.study.sweep import Sweep
+    from sweeps.parallel.workers import Helpers
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+log = logging.getLogger("sweeps.run")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="sweeps.run", description=__doc__.split("\n")[0],
+               argument_default=argparse.SUPPRESS)
+    p.add_argument("--config", metavar="FILE", help="TOML file with any of these options")
+    p.add_argument("--objective", metavar="NAME|pkg.module:attr",
+                   help="objective to optimise (default: rebalance)")
+    p.add_argument("--objective-arg", metavar="K=V", action="append", dest="objective_arg",
+                   help="objective argument, repeatable (e.g. size=16)")
+    p.add_argument("--study", help="study name (default: from the objective)")
+    p.add_argument("--n-trials", type=int, help="target number of finished trials (default: 50)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default: the objective's)")
+    p.add_argument("--optimizers", type=split_names, metavar="a,b,..",
+                   help="optimizers to search (default: all)")
+    p.add_argument("--schedulers", type=split_names, metavar="a,b,..",
+                   help="schedulers to search (default: all)")
+    p.add_argument("--lr-min", type=float, help="lower lr bound for every optimizer")
+    p.add_argument("--lr-max", type=float, help="upper lr bound for every optimizer")
+    p.add_argument("--lr-range", help="fixed (default: the bounds above or per-optimizer "
+                                      "defaults) or auto (centred on an LR range test)")
+    p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
+    p.add_argument("--pruner", help="median (default), hyperband or none")
+    p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,
+                   help="stop a trial whose parameters have not moved since it started, "
+                        "checked from a tenth of its epochs on (default: on)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI "
+                                          "(default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment (default: the study name)")
+    p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
+    p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
+                                               f"default storage is {WORKERS_STORAGE})")
+    p.add_argument("--batch", type=int, help="trials run together as one tensor program "
+                                             "(default: 25; 1: one at a time)")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not log the sweep's plots to the parent run")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SweepConfig:
+    """Defaults, then the TOML file, then the command line."""
+    values: dict[str, Any] = {}
+    options = vars(args)
+    if "config" in options:
+        values.update(load_toml(options.pop("config")))
+    if "objective_arg" in options:
+        values["objective_args"] = {**values.get("objective_args", {}),
+                                    **parse_kv(options.pop("objective_arg"))}
+    values.update(options)
+    if values.get("workers", 1) > 1 and "storage" not in values:
+        values["storage"] = WORKERS_STORAGE  # several writers: Optuna's journal file
+    return SweepConfig().with_overrides(values).validated()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded("sweeps.run", lambda: _run(config_from_args(args)))
+
+
+def _run(config: SweepConfig) -> int:
+    import optuna
+    import sqlalchemy
+
+    from sweeps.study.sweep import TrackingFailed
+
+    setup_logging(config.quiet or interactive(config.quiet))
+    try:
+        return _sweep(config)
+    except TrackingFailed as exc:
+        return _stopped(f"tracking-uri {redact(config.tracking_uri)}", exc)
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+            OSError) as exc:
+        return _stopped("writing the study or the runs", exc)
+
+
+def _stopped(what: str, exc: BaseException) -> int:
+    """One line for a store that failed mid-sweep: what failed, and how to go on."""
+    cause = " ".join(str(exc).split("\n")[0].split())[:300]
+    print(f"sweeps.run: error: {what} failed ({type(exc).__name__}: {cause}); finished trials "
+          "are kept in the study: fix it (space, server) and run the same command again to "
+          "resume", file=sys.stderr)
+    return 1
+
+
+def _sweep(config: SweepConfig) -> int:
+    from sweeps.study.sweep import open_sweep
+    from sweeps.parallel.workers import Helpers
+
+    helpers = None
+    if config.workers > 1:  # forked before any store is opened (see sweeps.workers)
+        helpers = Helpers(config, config.workers - 1, fork=_started_as_command())
+    try:
+        sweep = open_sweep(config)
+    except BaseException:
+        if helpers is not None:
+            helpers.cancel()
+        raise
+    try:
+        return _drive(config, sweep, helpers)
+    finally:
+        sweep.close_stores()  # last: the summary reads the study too
+
+
+def _drive(config: SweepConfig, sweep: Sweep, helpers: Helpers | None) -> int:
+    """Run the opened sweep to its end, close its parent run, print the summary."""
+    from sweeps.errors import UsageError
+    from sweeps.training.loop import ObjectiveStartError
+    from sweeps.parallel.signals import Terminated, exit_status, terminate_as_exception
+    from sweeps.study.sweep import counted_trials
+
+    sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
+                                   sweep.epochs, interactive(config.quiet))
+    with terminate_as_exception():
+        try:
+            if helpers is not None:
+                with helpers.attach(sweep):
+                    sweep.run()  # this process is one of the workers
+            sweep.run()  # single process, or what helpers that died left undone
+        except (KeyboardInterrupt, Terminated) as exc:
+            sweep.progress.close()
+            sweep.finish("KILLED")
+            log.warning("interrupted; run the same command again to resume the study")
+            return exit_status(exc)
+        except ObjectiveStartError as exc:
+            sweep.progress.close()
+            sweep.finish("FAILED")
+            raise UsageError("objective", config.objective,
+                             f"its first loss could not be computed ({exc})") from None
+        finally:
+            sweep.progress.close()
+    sweep.finish("FINISHED")
+    if not config.quiet:
+        print(sweep.summary())
+    return 0
+
+
+def _started_as_command() -> bool:
+    """True in ``python -m sweeps.run`` (nothing is open before ``main``), False where another
+    program called ``main``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == "sweeps.run"
+

@@ -1,0 +1,229 @@
+"""One training run with fixed hyperparameters, tracked like a trial.
+
+    python -m sweeps.train --optimizer sgd --lr 0.01 --epochs 10000   # the seed's frozen run
+    python -m sweeps.train --params best.json                         # re-run an export
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps.cli.common import Parser, guarded, setup_logging
+from sweeps.study.config import DEVICES, SweepConfig, parse_kv
+from sweeps.errors import UsageError
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import Observer
+from sweeps.optim.optimizers import OPTIMIZERS
+from sweeps.optim.schedulers import SCHEDULERS
+
+__all__ = ["RunSpec", "main"]
+
+DEFAULTS = SweepConfig()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    objective: str  # registered name or pkg.module:attr
+    objective_args: dict[str, str]  # objective arguments as strings
+    hp: Hyperparams  # optimizer, lr, scheduler, sub-parameters
+    epochs: int | None  # None: the objective's default
+    expected: float | None = None  # value the export recorded, to compare with
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="sweeps.train", description=__doc__.split("\n")[0])
+    p.add_argument("--params", metavar="JSON", help="a file written by sweeps.export")
+    p.add_argument("--objective", default=DEFAULTS.objective,
+                   help="objective name or pkg.module:attr (default: rebalance)")
+    p.add_argument("--objective-arg", metavar="K=V", action="append", default=[],
+                   help="objective argument, repeatable")
+    p.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--scheduler", default="none", help=f"one of {', '.join(SCHEDULERS)}")
+    p.add_argument("--option", metavar="K=V", action="append", default=[],
+                   help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the objective's)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="auto (default), cpu or cuda")
+    p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
+    p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return guarded("sweeps.train", lambda: _train(args))
+
+
+def spec_from_args(args: Any) -> RunSpec:
+    if args.params:
+        return spec_from_export(args.params)
+    if args.optimizer is None or args.lr is None:
+        raise UsageError("optimizer", args.optimizer, "give --optimizer and --lr, or --params")
+    options = {k: float(_number("option " + k, v)) for k, v in
+               parse_kv(args.option, "option").items()}
+    hp = Hyperparams(args.optimizer, args.lr, args.scheduler, options)
+    return RunSpec(args.objective, parse_kv(args.objective_arg), hp, args.epochs)
+
+
+def spec_from_export(path: str) -> RunSpec:
+    """The run an export describes (plain JSON: nothing in it is executed)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("params", path, f"use a readable JSON file ({type(exc).__name__})")
+    except json.JSONDecodeError as exc:
+        raise UsageError("params", path, f"use valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("trials"), list) and data["trials"]:
+        data = data["trials"][0]
+    try:
+        objective, params = data["objective"], data["params"]
+        args = objective.get("args", {})
+        if not isinstance(params, dict) or not isinstance(args, dict):
+            raise TypeError("'params' and 'objective.args' must be JSON objects")
+        hp = Hyperparams.from_dict(params)
+        return RunSpec(str(objective["name"]), {str(k): str(v) for k, v in args.items()},
+                       hp, int(data["epochs"]), float(data["value"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
+
+
+def _number(field: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(field, raw, "use a number") from None
+
+
+def validate(spec: RunSpec) -> None:
+    """``UsageError`` for the first bad hyperparameter (before anything is written)."""
+    hp = spec.hp
+    if hp.optimizer not in OPTIMIZERS:
+        raise UsageError("optimizer", hp.optimizer, f"use one of {', '.join(OPTIMIZERS)}")
+    if hp.scheduler not in SCHEDULERS:
+        raise UsageError("scheduler", hp.scheduler, f"use one of {', '.join(SCHEDULERS)}")
+    if not (math.isfinite(hp.lr) and hp.lr > 0):
+        raise UsageError("lr", hp.lr, "use a finite number > 0")
+    if spec.epochs is not None and spec.epochs < 1:
+        raise UsageError("epochs", spec.epochs, "use an integer >= 1")
+    allowed = OPTIMIZERS[hp.optimizer].searched + SCHEDULERS[hp.scheduler].searched
+    for key, value in hp.options.items():
+        if key not in allowed:
+            names = ", ".join(allowed) or "no sub-parameters"
+            raise UsageError("option", key, f"{hp.optimizer} with {hp.scheduler} takes {names}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            raise UsageError(f"option {key}", value, "use a finite number")
+    _check_buildable(hp, spec.epochs or 1)
+
+
+def _check_buildable(hp: Hyperparams, epochs: int) -> None:
+    """torch's own checks of the sub-parameters (momentum >= 0, ...), on a dummy tensor."""
+    import torch
+
+    from sweeps.optim.optimizers import build_optimizer
+    from sweeps.optim.schedulers import build_scheduler
+
+    try:
+        optimizer = build_optimizer(hp.optimizer, [torch.zeros(1, requires_grad=True)], hp.lr,
+                                    hp.options)
+        build_scheduler(hp.scheduler, optimizer, epochs, hp.options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError("option", hp.options, f"torch refuses it ({exc})") from None
+
+
+def _train(args: Any) -> int:
+    import torch
+
+    from objectives import build, evaluate
+
+    from sweeps.training.loop import train
+    from sweeps.study.sweep import resolve_device
+
+    setup_logging(args.quiet)
+    spec = spec_from_args(args)
+    try:
+        validate(spec)
+    except UsageError as exc:
+        if not args.params:
+            raise
+        raise UsageError("params", args.params, f"its {exc.field} {exc.value!r} is not valid; "
+                                                f"{exc.allowed}") from None
+    objective = build(spec.objective, spec.objective_args, from_file=bool(args.params))
+    epochs = spec.epochs or objective.default_epochs
+    device = resolve_device(args.device)
+    observers: tuple[Observer, ...] = ()
+    tracker = run = None
+    if not args.no_track:
+        tracker, run = _start_run(args, objective, spec, epochs)
+        run.evaluate = lambda params: evaluate(objective, params)
+        observers = (run,)
+    initial = objective.init_params(torch.device(device))
+    before = {k: float(v.double().mean()) for k, v in initial.items()}
+    result = train(objective, spec.hp, epochs, device=device, observers=observers)
+    after = {k: float(v.double().mean()) for k, v in (result.params or {}).items()}
+    if tracker is not None and run is not None:
+        _log_param_means(tracker, run.run_id, before, after, result.epochs_run)
+        tracker.close()
+    scores = evaluate(objective, result.params) if result.params is not None else {}
+    _report(spec, result, before, after, scores, run.run_id if run else None)
+    return 0 if result.status == "complete" else 1
+
+
+def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[Any, Any]:
+    from mlflow import MlflowClient
+
+    from tracking.preflight import check_tracking
+    from tracking.study_run import StudyTracker
+
+    from sweeps.storage.backends import absolute_uri
+
+    check_tracking(args.tracking_uri)
+    uri = absolute_uri(args.tracking_uri, create_folder=True)
+    tracker = StudyTracker(MlflowClient(tracking_uri=uri), args.experiment)
+    params = {**spec.hp.to_dict(), "epochs": epochs, "objective": objective.name,
+              **{f"objective.{k}": v for k, v in objective.arguments().items()}}
+    return tracker, tracker.start_run(params, {"role": "train"})
+
+
+def _log_param_means(tracker: Any, run_id: str, before: dict[str, float],
+                     after: dict[str, float], epochs: int) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"param_mean.{k}", v, now, 0) for k, v in before.items()]
+    metrics += [Metric(f"param_mean.{k}", v, now, epochs) for k, v in after.items()]
+    tracker.client.log_batch(run_id, metrics=metrics)
+
+
+def _report(spec: RunSpec, result: Any, before: dict[str, float], after: dict[str, float],
+            scores: dict[str, float], run_id: str | None) -> None:
+    h = result.history
+    hp = spec.hp
+    print(f"{hp.optimizer} lr={hp.lr:g} scheduler={hp.scheduler} epochs={result.epochs_run} "
+          f"status={result.status}")
+    if len(h):
+        print(f"epoch 0: loss={h.loss[0]:.4e} grad_abs_mean={h.grad_abs_mean[0]:.4e} "
+              f"update_abs_mean={h.update_abs_mean[0]:.4e} update_ratio={h.update_ratio[0]:.2e}")
+    for name, value in before.items():
+        if name in after:
+            print(f"mean {name}: {value:.4f} -> {after[name]:.4f}")
+    print(f"final_loss={result.final_loss:.4e} best_loss={result.best_loss:.4e}")
+    for name, value in scores.items():
+        print(f"{name}={value:.4f}")
+    if result.failure:
+        print(f"failed at epoch {result.failure_epoch}: {result.failure}")
+    if spec.expected is not None and math.isfinite(result.final_loss):
+        rel = abs(result.final_loss - spec.expected) / max(abs(spec.expected), 1e-300)
+        print(f"exported value {spec.expected:.6e}: relative difference {rel:.1e}")
+    if run_id:
+        print(f"mlflow run: {run_id}")
+

@@ -1,0 +1,1 @@
+"""Why parameters don't move: per-tensor probes, the LR range test, stalled-trial watch."""

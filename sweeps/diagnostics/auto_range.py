@@ -1,0 +1,59 @@
+"""``--lr-range auto``: centre each optimizer's learning-rate interval on an LR range test.
+
+Before the study's first trial, one range test per optimizer in the search (from the
+objective's initial parameters, ``sweeps.range_test``) gives a suggested learning rate
+(``combine``: the middle of the loss's valley and edge); the search interval spans
+``AUTO_DECADES`` decades either side of it. The intervals are stored with the study, so a
+resumed study searches the same space. A new study's first trials are the suggestions
+themselves, one per optimizer (``study.enqueue_trial``; the sampler draws the scheduler and
+the other parameters), so the search starts where the diagnosis points.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from objectives import Objective
+
+    from sweeps.diagnostics.range_test import RangeTestResult
+
+__all__ = ["AUTO_DECADES", "AutoRanges", "auto_lr_ranges"]
+
+log = logging.getLogger(__name__)
+
+AUTO_DECADES = 1.5  # decades of learning rate searched either side of the suggestion
+
+
+@dataclass(frozen=True)
+class AutoRanges:
+    ranges: dict[str, tuple[float, float]]  # optimizer -> (lr_min, lr_max)
+    tests: dict[str, RangeTestResult]  # optimizer -> its range test
+    suggested: dict[str, float]  # optimizer -> the range test's lr (where it gave one)
+
+
+def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
+                   device: str = "cpu", decades: float = AUTO_DECADES) -> AutoRanges:
+    """Run a range test per optimizer; intervals ``decades`` either side of each result."""
+    from sweeps.optim.optimizers import OPTIMIZERS
+    from sweeps.diagnostics.range_test import combine, range_test
+
+    ranges: dict[str, tuple[float, float]] = {}
+    tests: dict[str, RangeTestResult] = {}
+    suggested: dict[str, float] = {}
+    for name in optimizers:
+        result = range_test(objective, name, device=device)
+        tests[name] = result
+        suggestion = combine(result, None)
+        if suggestion is None:
+            ranges[name] = OPTIMIZERS[name].lr_range
+            log.warning("range test of %s suggested nothing; keeping %g..%g", name,
+                        *ranges[name])
+            continue
+        ranges[name] = (suggestion.lr / 10**decades, suggestion.lr * 10**decades)
+        suggested[name] = suggestion.lr
+        log.info("lr range of %s: %.3g..%.3g (range test: %.3g, %s)", name, *ranges[name],
+                 suggestion.lr, suggestion.basis)
+    return AutoRanges(ranges, tests, suggested)

@@ -1,0 +1,1 @@
+"""Optimizers and learning-rate schedulers by name, over ``torch.optim``."""

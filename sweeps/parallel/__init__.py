@@ -1,0 +1,1 @@
+"""Several processes on one study: ``--workers`` helpers and signal handling."""

@@ -1,0 +1,1 @@
+"""Where studies are stored: storage URLs, their redaction, SQLite settings."""

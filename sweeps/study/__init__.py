@@ -1,0 +1,1 @@
+"""The Optuna study: settings, search space, the sweep's ask/tell, results."""

@@ -1,0 +1,195 @@
+"""The settings of a sweep: defaults < TOML file (``--config``) < command line.
+
+Every field is validated here, at the boundary; bad values raise ``UsageError`` naming the
+field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sweeps.errors import UsageError
+from sweeps.optim.optimizers import OPTIMIZERS
+from sweeps.optim.schedulers import SCHEDULERS
+
+__all__ = ["PRUNERS", "SAMPLERS", "WORKERS_STORAGE", "SweepConfig", "load_toml", "parse_kv"]
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
+PRUNERS = ("median", "hyperband", "none")
+DEVICES = ("auto", "cpu", "cuda")
+LR_RANGES = ("fixed", "auto")
+WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # default storage for --workers > 1
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_RULE = "use 1-100 letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    objective: str = "rebalance"  # registered name or pkg.module:attr
+    objective_args: dict[str, str] = field(default_factory=dict)  # objective arguments
+    study: str | None = None  # study name; default: derived from the objective
+    n_trials: int = 50  # target number of finished trials of the study
+    epochs: int | None = None  # epochs per trial; default: the objective's
+    optimizers: tuple[str, ...] = tuple(OPTIMIZERS)  # optimizers searched
+    schedulers: tuple[str, ...] = tuple(SCHEDULERS)  # schedulers searched
+    lr_min: float | None = None  # lower lr bound for every optimizer; default per optimizer
+    lr_max: float | None = None  # upper lr bound for every optimizer; default per optimizer
+    lr_range: str = "fixed"  # fixed: the bounds above; auto: centred on an LR range test
+    sampler: str = "tpe"  # tpe, random, grid, cmaes or qmc
+    pruner: str = "median"  # median, hyperband or none
+    prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
+    seed: int = 0  # sampler seed
+    storage: str = "sqlite:///mlruns/optuna.db"  # Optuna storage (sqlite, postgresql, journal)
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLflow tracking URI
+    experiment: str | None = None  # MLflow experiment; default: the study name
+    log_every: int = 1  # log every Nth epoch's metrics to MLflow
+    workers: int = 1  # worker processes on this machine
+    batch: int = 25  # trials run together as one tensor program (1: one at a time)
+    device: str = "auto"  # auto, cpu or cuda
+    timeout: float | None = None  # stop starting new trials after this many seconds
+    export: str | None = None  # write the best trial's JSON here at the end
+    quiet: bool = False  # no progress display
+    plots: bool = True  # log the sweep's plots (PNG) to the parent run at the end
+
+    @property
+    def study_name(self) -> str:
+        return self.study or re.sub(r"[^A-Za-z0-9_.-]+", "-", self.objective).strip("-.")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.study_name
+
+    def validated(self) -> SweepConfig:
+        """This config, or ``UsageError`` for the first bad field."""
+        _names("optimizers", self.optimizers, OPTIMIZERS)
+        _names("schedulers", self.schedulers, SCHEDULERS)
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("pruner", self.pruner, PRUNERS)
+        _choice("device", self.device, DEVICES)
+        _choice("lr-range", self.lr_range, LR_RANGES)
+        if self.lr_range == "auto" and (self.lr_min or self.lr_max):
+            raise UsageError("lr-range", self.lr_range, "use fixed with --lr-min/--lr-max")
+        _at_least("n-trials", self.n_trials, 1)
+        _at_least("log-every", self.log_every, 1)
+        _at_least("workers", self.workers, 1)
+        _at_least("batch", self.batch, 1)
+        if self.epochs is not None:
+            _at_least("epochs", self.epochs, 1)
+        for name in ("lr_min", "lr_max"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise UsageError(name.replace("_", "-"), value, "use a finite number > 0")
+        if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
+            raise UsageError("lr-min", self.lr_min, f"use a value below lr-max ({self.lr_max})")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise UsageError("seed", self.seed, "use an integer from 0 to 2**32 - 1")
+        if self.export is not None:
+            _writable_file("export", self.export)
+        if self.timeout is not None and not self.timeout > 0:
+            raise UsageError("timeout", self.timeout, "use a number of seconds > 0")
+        for label, given in (("study", self.study), ("experiment", self.experiment)):
+            if given is not None and not NAME_PATTERN.match(given):
+                raise UsageError(label, given, NAME_RULE)
+        if not NAME_PATTERN.match(self.study_name):
+            raise UsageError("study", self.study_name, NAME_RULE)
+        return self
+
+    def with_overrides(self, values: dict[str, Any]) -> SweepConfig:
+        return replace(self, **values)
+
+
+def field_names() -> list[str]:
+    """The keys a config file may hold."""
+    return [f.name for f in fields(SweepConfig)]
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """Keys of a TOML config file, checked against ``SweepConfig``'s fields and types."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("config", path, f"use a readable TOML file ({exc.__class__.__name__})")
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError("config", path, f"use valid TOML ({exc})") from None
+    known = {f.name: f for f in fields(SweepConfig)}
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise UsageError("config key", key, f"use one of {', '.join(known)}")
+        out[name] = _coerce(name, value)
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A TOML value as the field's type (lists for the name tuples, tables for args)."""
+    label = f"config key {name}"
+    if name in ("optimizers", "schedulers"):
+        if isinstance(value, str):
+            return split_names(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise UsageError(label, value, "use a list of names or a comma-separated string")
+    if name == "objective_args":
+        if not isinstance(value, dict):
+            raise UsageError(label, value, "use a table of key = value")
+        return {str(k): str(v) for k, v in value.items()}
+    kinds: dict[str, tuple[type, ...]] = {
+        "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
+        "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
+        "timeout": (int, float), "quiet": (bool,), "plots": (bool,), "prune_stalled": (bool,),
+    }
+    allowed = kinds.get(name, (str,))
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        names = " or ".join(t.__name__ for t in allowed)
+        raise UsageError(label, value, f"use a value of type {names}")
+    if float not in allowed:
+        return value
+    try:
+        return float(value)  # type: ignore[arg-type]  # int or float, checked above
+    except OverflowError:
+        raise UsageError(label, value, "use a number within the float range") from None
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_kv(items: list[str], label: str = "objective-arg") -> dict[str, str]:
+    """``["k=v", ...]`` as a dict; a malformed item is a ``UsageError``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(label, item, "use KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _writable_file(label: str, path: str) -> None:
+    target = Path(path)
+    if target.is_dir() or not target.parent.is_dir():
+        raise UsageError(label, path, "use a file path in an existing folder")
+
+
+def _names(label: str, names: tuple[str, ...], allowed: dict[str, Any]) -> None:
+    if not names:
+        raise UsageError(label, "", f"use one or more of {', '.join(allowed)}")
+    for name in names:
+        if name not in allowed:
+            raise UsageError(label, name, f"use one or more of {', '.join(allowed)}")
+
+
+def _choice(label: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(label, value, f"use one of {', '.join(allowed)}")
+
+
+def _at_least(label: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(label, value, f"use an integer >= {low}")

@@ -1,0 +1,148 @@
+"""A study's trials as a table, and the exported JSON document of its best trials."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeps.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+__all__ = ["FORMAT", "best_documents", "load_study", "trials_frame", "write_json"]
+
+FORMAT = "lrsweep.best/1"  # the exported document's format tag
+COLUMNS = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_loss",
+           "best_loss", "epochs_run", "mean_update_ratio"]
+
+
+def load_study(storage_url: str, name: str) -> optuna.Study:
+    """An existing study; ``UsageError`` (and nothing created) if it does not exist."""
+    return _load(storage_url, name)[0]
+
+
+@contextlib.contextmanager
+def opened_study(storage_url: str, name: str) -> Iterator[optuna.Study]:
+    """``load_study`` for a command that only reads: its database connections are closed at
+    the end, so SQLite's write-ahead-log files go too and the command leaves nothing."""
+    study, storage = _load(storage_url, name)
+    try:
+        yield study
+    finally:
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+def _load(storage_url: str, name: str) -> tuple[optuna.Study, Any]:
+    import optuna
+
+    from sweeps.storage.backends import local_path, open_storage, redact
+
+    path = local_path(storage_url)
+    if path is not None:
+        if not path.exists():
+            raise UsageError("storage", storage_url, f"no such file, so no study {name!r}; "
+                                                     "run a sweep first")
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage), storage
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        listed = ", ".join(names) if names else "none"
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
+        raise UsageError("study", name, f"use an existing study in {redact(storage_url)} "
+                                        f"({listed})") from None
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: its state, verdict, hyperparameters and outcome."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("interrupted") == "surplus":  # drawn after the target was met
+            continue
+        hp = t.user_attrs.get("hparams", {})
+        state = t.state.name
+        if "interrupted" in t.user_attrs:
+            state = "INTERRUPTED"
+        rows.append({
+            "trial": t.number, "state": state, "verdict": t.user_attrs.get("verdict"),
+            "optimizer": hp.get("optimizer"), "lr": hp.get("lr"),
+            "scheduler": hp.get("scheduler"), "final_loss": t.user_attrs.get("final_loss"),
+            "best_loss": t.user_attrs.get("best_loss"),
+            "epochs_run": t.user_attrs.get("epochs_run"),
+            "mean_update_ratio": t.user_attrs.get("mean_update_ratio"),
+            "failure": t.user_attrs.get("failure"),
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+        })
+    return pd.DataFrame(rows, columns=[*COLUMNS, "failure", "mlflow_run_id"])
+
+
+def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
+    """The ``top`` completed trials, best first, as self-contained documents."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.value is not None and math.isfinite(t.value)]
+    if not complete:
+        raise UsageError("study", study.study_name, "it has no completed trial to export yet")
+    complete.sort(key=lambda t: (t.value, t.number))
+    settings = study.user_attrs.get("lrsweep_settings", {})
+    return [{
+        "format": FORMAT,
+        "study": study.study_name,
+        "trial": t.number,
+        "value": t.value,
+        "objective": {"name": settings.get("objective"),
+                      "args": settings.get("objective_args", {})},
+        "epochs": settings.get("epochs"),
+        "seed": study.user_attrs.get("seed"),
+        "device": t.user_attrs.get("device"),
+        "params": t.user_attrs.get("hparams", {}),
+        "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+        "versions": versions(),
+    } for t in complete[:top]]
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for package in ("lrsweep", "torch", "optuna", "mlflow", "numpy", "pandas"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write_json(path: str, data: Any, *, force: bool) -> None:
+    """Write ``data`` atomically (temp file + rename); refuse to overwrite unless ``force``."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise UsageError("out", path, "the file exists; use --force to overwrite it")
+    if not target.parent.exists():
+        raise UsageError("out", path, "use a path in an existing folder")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dumps(data))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

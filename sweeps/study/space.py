@@ -1,0 +1,112 @@
+"""The search space: optimizer, its learning rate (log scale, per optimizer), scheduler and
+their sub-parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sweeps.training.hparams import Hyperparams
+from sweeps.optim.optimizers import OPTIMIZERS
+from sweeps.optim.schedulers import SCHEDULERS
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["GRID_LR_POINTS", "SearchSpace", "SubParam"]
+
+GRID_LR_POINTS = 9  # learning rates per optimizer in a grid search (log-spaced)
+
+
+@dataclass(frozen=True)
+class SubParam:
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def suggest(self, trial: optuna.Trial, name: str) -> float:
+        if self.integer:
+            return float(trial.suggest_int(name, int(self.low), int(self.high), log=self.log))
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+def sub_params(epochs: int) -> dict[str, SubParam]:
+    """Ranges of the sub-parameters; schedule lengths scale with the epochs."""
+    n = max(1, epochs)
+    return {
+        "momentum": SubParam(0.5, 0.99),
+        "weight_decay": SubParam(1e-6, 1e-1, log=True),
+        "step_size": SubParam(max(1, n // 20), max(1, n // 2), integer=True),
+        "step_gamma": SubParam(0.1, 0.9),
+        "exp_gamma": SubParam(0.001 ** (1 / n), 0.5 ** (1 / n)),  # lr / 2 .. / 1000 per run
+        "pct_start": SubParam(0.05, 0.5),
+        "plateau_factor": SubParam(0.1, 0.9),
+        "plateau_patience": SubParam(max(1, n // 100), max(1, n // 10), integer=True),
+    }
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    optimizers: tuple[str, ...]  # names from sweeps.optimizers.OPTIMIZERS
+    schedulers: tuple[str, ...]  # names from sweeps.schedulers.SCHEDULERS
+    epochs: int  # schedule lengths are relative to it
+    lr_min: float | None = None  # overrides every optimizer's default lower lr bound
+    lr_max: float | None = None  # overrides every optimizer's default upper lr bound
+    lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer (lr-range auto)
+
+    def lr_range(self, optimizer: str) -> tuple[float, float]:
+        if self.lr_ranges and optimizer in self.lr_ranges:
+            return self.lr_ranges[optimizer]
+        low, high = OPTIMIZERS[optimizer].lr_range
+        return (self.lr_min or low, self.lr_max or high)
+
+    def validated(self) -> SearchSpace:
+        """This space, or ``UsageError`` if a bound leaves an optimizer an empty lr range."""
+        from sweeps.errors import UsageError
+
+        for name in self.optimizers:
+            low, high = self.lr_range(name)
+            if low >= high:
+                field, value = ("lr-min", low) if self.lr_min else ("lr-max", high)
+                raise UsageError(field, value, f"the lr range of {name} would be "
+                                               f"{low:g}..{high:g}; give both --lr-min and "
+                                               "--lr-max, min below max")
+        return self
+
+    def sample(self, trial: optuna.Trial) -> Hyperparams:
+        """Draw one configuration (continuous sub-parameters; for a grid, see ``grid``)."""
+        optimizer = trial.suggest_categorical("optimizer", list(self.optimizers))
+        scheduler = trial.suggest_categorical("scheduler", list(self.schedulers))
+        if _is_grid(trial):
+            low, high = self.lr_range(optimizer)
+            index = trial.suggest_int("lr_index", 0, GRID_LR_POINTS - 1)
+            step = (math.log10(high) - math.log10(low)) / (GRID_LR_POINTS - 1)
+            return Hyperparams(optimizer, 10 ** (math.log10(low) + index * step), scheduler)
+        low, high = self.lr_range(optimizer)
+        lr = trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
+        ranges = sub_params(self.epochs)
+        names = OPTIMIZERS[optimizer].searched + SCHEDULERS[scheduler].searched
+        options = {name: ranges[name].suggest(trial, name) for name in names}
+        return Hyperparams(optimizer, lr, scheduler, options)
+
+    def grid(self) -> dict[str, list[Any]]:
+        """The grid for Optuna's GridSampler: optimizer x scheduler x log-spaced lr index."""
+        return {"optimizer": list(self.optimizers), "scheduler": list(self.schedulers),
+                "lr_index": list(range(GRID_LR_POINTS))}
+
+    def describe(self) -> dict[str, Any]:
+        """The space as loggable values."""
+        out: dict[str, Any] = {"optimizers": ",".join(self.optimizers),
+                               "schedulers": ",".join(self.schedulers)}
+        for name in self.optimizers:
+            low, high = self.lr_range(name)
+            out[f"lr_range_{name}"] = f"{low:g}..{high:g}"
+        return out
+
+
+def _is_grid(trial: optuna.Trial) -> bool:
+    import optuna
+
+    return isinstance(trial.study.sampler, optuna.samplers.GridSampler)

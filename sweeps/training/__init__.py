@@ -1,0 +1,1 @@
+"""One training run: the loop, its per-epoch statistics, hyperparameters and verdicts."""

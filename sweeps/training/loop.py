@@ -1,0 +1,161 @@
+"""The training loop of one trial: objective + optimizer + scheduler + epochs.
+
+It emits per-epoch statistics in chunks to observers (Optuna reporting, MLflow logging,
+progress); it knows nothing about them. An observer that returns True from ``on_chunk``
+stops the run (pruning).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.stats import EpochStats
+from sweeps.training.verdicts import Verdict, judge
+
+if TYPE_CHECKING:
+    import torch
+
+    from objectives import Objective
+
+__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "finish", "train"]
+
+Status = Literal["complete", "pruned", "failed"]
+
+
+class Observer:
+    """Receives a trial's statistics. Override what you need."""
+
+    def on_chunk(self, stats: EpochStats) -> bool:
+        """Statistics of the epochs just run; return True to stop (prune) the trial."""
+        return False
+
+    def on_end(self, result: TrainResult) -> None:
+        """The trial ended (completed, pruned or failed)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: Status  # complete, pruned or failed
+    final_loss: float  # loss of the parameters after the last step (nan if failed)
+    best_loss: float  # lowest loss seen, including final_loss
+    epochs_run: int  # epochs whose statistics were recorded
+    history: EpochStats  # per-epoch statistics of every epoch run
+    failure: str | None = None  # why the run failed
+    failure_epoch: int | None = None  # epoch at which it failed
+    params: dict[str, torch.Tensor] | None = None  # parameters after the last step
+    verdict: Verdict | None = None  # why it went as it did (None: no epoch ran)
+
+
+class ObjectiveStartError(RuntimeError):
+    """The objective could not produce a first loss: no trial of it can run."""
+
+
+def default_chunk(epochs: int) -> int:
+    """Epochs per statistics chunk: about 20 chunks a run, 1 to 500 epochs each."""
+    return max(1, min(500, epochs // 20))
+
+
+def train(
+    objective: Objective,
+    hp: Hyperparams,
+    epochs: int,
+    *,
+    device: str | torch.device = "cpu",
+    observers: tuple[Observer, ...] = (),
+    chunk: int | None = None,
+) -> TrainResult:
+    """Run ``epochs`` full-batch steps of ``hp`` on ``objective`` and return the result."""
+    import torch
+
+    from sweeps.optim.optimizers import build_optimizer
+    from sweeps.training.recorder import Recorder, chunk_capacity
+    from sweeps.optim.schedulers import SCHEDULERS, build_scheduler
+
+    device = torch.device(device)
+    try:
+        initial = objective.init_params(device)
+        params = {k: v.detach().clone(memory_format=torch.contiguous_format)
+                  .requires_grad_(True) for k, v in initial.items()}
+        leaves = list(params.values())
+        optimizer = build_optimizer(hp.optimizer, leaves, hp.lr, hp.options)
+        scheduler = build_scheduler(hp.scheduler, optimizer, epochs, hp.options)
+    except Exception as exc:
+        raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+    steps_on_loss = SCHEDULERS[hp.scheduler].steps_on_loss
+    recorder = Recorder(leaves, chunk_capacity(leaves, chunk or default_chunk(epochs)))
+    group = optimizer.param_groups[0]
+    parts: list[EpochStats] = []
+
+    def flush() -> Status | tuple[int, str]:
+        stats = recorder.drain()
+        bad = stats.first_nonfinite()
+        if bad is not None:
+            stats = stats.head(bad[0] - stats.start)
+        parts.append(stats)
+        stop = False
+        for observer in observers:  # every observer sees every chunk
+            stop = observer.on_chunk(stats) or stop
+        return bad if bad is not None else ("pruned" if stop else "complete")
+
+    epoch = 0
+    outcome: Status | tuple[int, str] = "complete"
+    try:
+        for epoch in range(epochs):
+            optimizer.zero_grad()
+            loss = objective.loss(params)
+            loss.backward()
+            recorder.record(loss, group["lr"], [p.grad for p in leaves])
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step(loss.item()) if steps_on_loss else scheduler.step()
+            if recorder.full or epoch == epochs - 1:
+                outcome = flush()
+                if outcome != "complete":
+                    break
+    except Exception as exc:
+        if epoch == 0 and recorder.size == 0 and not parts:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        outcome = flush() if recorder.size else "complete"
+        if not isinstance(outcome, tuple):  # the exception, not an earlier NaN, ended it
+            return finish(observers, parts, "failed", math.nan,
+                           f"{type(exc).__name__}: {exc}", epoch, None)
+    except BaseException:  # interrupted: hand the epochs already run to the observers
+        if recorder.size:
+            flush()
+        raise
+    if isinstance(outcome, tuple):
+        bad_epoch, what = outcome
+        return finish(observers, parts, "failed", math.nan, f"non-finite {what}", bad_epoch,
+                       None)
+    with torch.no_grad():
+        final = float(objective.loss(params))
+    if not math.isfinite(final):
+        return finish(observers, parts, "failed", final, "non-finite final loss", epochs, None)
+    detached = {k: v.detach() for k, v in params.items()}
+    return finish(observers, parts, outcome, final, None, None, detached)
+
+
+def finish(
+    observers: tuple[Observer, ...],
+    parts: list[EpochStats],
+    status: Status,
+    final: float,
+    failure: str | None,
+    failure_epoch: int | None,
+    params: dict[str, torch.Tensor] | None,
+) -> TrainResult:
+    history = EpochStats.concat(parts)
+    finite = history.loss[np.isfinite(history.loss)]
+    candidates = [*finite.tolist(), final] if math.isfinite(final) else finite.tolist()
+    best = min(candidates) if candidates else math.nan
+    verdict = judge(history, failed=failure) if len(history) or failure else None
+    result = TrainResult(status, final, best, len(history), history, failure, failure_epoch,
+                         params, verdict)
+    for observer in observers:
+        observer.on_end(result)
+    return result

@@ -1,0 +1,109 @@
+"""``python -m sweeps.diagnose``: the seed case, a user nn.Module objective, bad input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sweeps.cli import diagnose
+
+FAST = ["--epochs", "20", "--range-steps", "60"]
+
+
+def run(argv: list[str]) -> int:
+    """``main(argv)``; an argparse error's SystemExit becomes its status."""
+    try:
+        return diagnose.main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def test_seed_case_is_stalled_and_the_suggestion_is_near_the_best_sgd_lr(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: stalled: parameters move 4.8e-09 of their size per step (update ratio)" in out
+    assert re.search(r"^shares\s+16\s+24\.56\s+1\.184e-05\s+1\.184e-07\s+4\.82e-09", out, re.MULTILINE)
+    assert "update-ratio rule (target ratio 0.001, seen 4.8e-09 at lr 0.01): 2.1e+03" in out
+    assert re.search(r"range test \(1e-06 \.\. 1e\+08, \d+ steps, stopped early \(diverging\)\): "
+                     r"steepest \S+, valley \S+, edge \S+", out)
+    # A 30-trial sgd sweep over 10,000 epochs found its best lr at ~2e6 (see
+    # sweeps.range_test.combine); the combined suggestion must lie within one decade of it.
+    combined = float(re.search(r"combined: lr (\S+)", out).group(1))
+    assert 2e5 <= combined <= 2e7
+
+
+def test_user_module_objective_gets_one_row_per_tensor(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    assert run(["--objective", "examples.my_objective:objective", "--optimizer", "adam", *FAST]
+               ) == 0
+    out = capsys.readouterr().out
+    rows = {m.group(1): m.group(2) for m in
+            re.finditer(r"^(\d\.(?:weight|bias))\s+(\S+)\s", out, re.MULTILINE)}
+    assert rows == {"0.weight": "16x1", "0.bias": "16", "2.weight": "1x16", "2.bias": "1"}
+    assert re.search(r"^verdict: (stalled|slow|healthy|unstable|diverged): ", out, re.MULTILINE)
+    assert "combined: lr " in out
+
+
+def test_plot_is_written_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST, "--no-track"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    assert run(["--objective", "tests.toy_objectives:Quadratic", *FAST, "--no-track",
+                "--plot", "r.png"]) == 0
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "range test plot: r.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["--lr", "0"], "lr: 0.0"),
+    (["--lr", "nan"], "lr: nan"),
+    (["--lr", "abc"], "--lr"),
+    (["--optimizer", "lbfgs"], "optimizer: 'lbfgs'"),
+    (["--scheduler", "warmup"], "scheduler: 'warmup'"),
+    (["--device", "tpu"], "device: 'tpu'"),
+    (["--epochs", "0"], "epochs: 0"),
+    (["--range-steps", "1"], "range-steps: 1"),
+    (["--range-min", "10", "--range-max", "1"], "range-min: 10.0"),
+    (["--target-ratio", "-1"], "target-ratio: -1.0"),
+    (["--objective", "nope"], "objective: 'nope'"),
+    (["--objective-arg", "size"], "objective-arg: 'size'"),
+    (["--objective-arg", "size=abc"], "objective-arg size: 'abc'"),
+    (["--option", "momentum=fast"], "option momentum: 'fast'"),
+    (["--plot", "no/such/folder/r.png"], "plot: 'no/such/folder/r.png'"),
+    (["--plot", "r.svg"], "plot: 'r.svg'"),
+])
+def test_bad_input_is_one_stderr_line_and_status_2(
+        argv: list[str], names: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("sweeps.diagnose: error: ")
+    assert names in captured.err
+    assert "Traceback" not in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_diagnosis_is_logged_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert run([*FAST, "--tracking-uri", uri]) == 0
+    run_id = re.search(r"mlflow run: (\w+)", capsys.readouterr().out).group(1)
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.get_run(run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["verdict"] == "stalled"
+    assert "update ratio" in logged.data.tags["verdict_reason"]
+    assert {"ratio_rule_lr", "suggested_lr"} <= set(logged.data.metrics)
+    assert {a.path for a in client.list_artifacts(run_id)} == {"range_test.png",
+                                                               "range_test.csv"}
+    history = client.get_metric_history(run_id, "update_ratio")
+    assert sorted(m.step for m in history) == list(range(len(history))) and history
