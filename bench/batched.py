@@ -18,7 +18,7 @@ from .context import Context
 from .report import Bar, Row
 
 if TYPE_CHECKING:
-    from sweeps.hparams import Hyperparams
+    from sweeps.training.hparams import Hyperparams
 
 __all__ = ["available", "measure"]
 
@@ -33,7 +33,7 @@ def available() -> bool:
 
 
 def configurations(n: int) -> list[Hyperparams]:
-    from sweeps.hparams import Hyperparams
+    from sweeps.training.hparams import Hyperparams
 
     lrs = [10 ** (-2 + 4 * i / max(1, n - 1)) for i in range(n)]
     return [Hyperparams("momentum", lr, "cosine", {"momentum": 0.9}) for lr in lrs]
@@ -45,8 +45,8 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
                      "not available: no sweeps.batched.train_batch yet")],
                 {"available": False})
     from objectives import build
-    from sweeps.batched import train_batch
-    from sweeps.loop import train
+    from sweeps.batched.trials import train_batch
+    from sweeps.training.loop import train
 
     s = ctx.sizes
     objective = build("rebalance", {})

@@ -91,8 +91,8 @@ class Context:
 def _enqueue(args: list[str], trials: tuple[dict[str, Any], ...]) -> None:
     """Create the study of ``sweeps.run args`` as the command would, with ``trials`` waiting."""
     from objectives import build
-    from sweeps.run import build_parser, config_from_args
-    from sweeps.study import open_study, search_space
+    from sweeps.cli.run import build_parser, config_from_args
+    from sweeps.study.sweep import open_study, search_space
 
     config = config_from_args(build_parser().parse_args(args))
     objective = build(config.objective, config.objective_args)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.workers import PROCESS_NAME
+from sweeps.parallel.workers import PROCESS_NAME
 
 __all__ = ["CommandRun", "ProcessPeak", "run_measured", "wall_time"]
 

@@ -38,8 +38,8 @@ def extract(storage: str, study_name: str) -> Replay:
     """The counted trials of the product study ``study_name`` in ``storage``."""
     import optuna
 
-    from sweeps.storage import open_storage
-    from sweeps.study import SETTINGS_ATTR, counted_trials
+    from sweeps.storage.backends import open_storage
+    from sweeps.study.sweep import SETTINGS_ATTR, counted_trials
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     epochs = int(study.user_attrs[SETTINGS_ATTR]["epochs"])

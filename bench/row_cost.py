@@ -66,8 +66,8 @@ def _cpu_per_row(folder: Path, variant: str, runs: int) -> float:
     import sqlalchemy as sa
     from mlflow import MlflowClient
 
-    from sweeps.sqlite_tuning import tune_sqlite
-    from sweeps.stats import EPOCH_METRICS, EpochStats
+    from sweeps.storage.sqlite import tune_sqlite
+    from sweeps.training.stats import EPOCH_METRICS, EpochStats
     from tracking.sql_metrics import SqlMetricSink
 
     folder.mkdir(parents=True)

@@ -72,8 +72,8 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
 
 def _untracked(epochs: int) -> float:
     from objectives import build
-    from sweeps.hparams import Hyperparams
-    from sweeps.loop import train
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.loop import train
 
     objective = build("rebalance", {})
     start = time.perf_counter()
@@ -85,9 +85,9 @@ def _tracked(ctx: Context, epochs: int, *, direct: bool) -> float:
     from mlflow import MlflowClient
 
     from objectives import build
-    from sweeps.hparams import Hyperparams
-    from sweeps.loop import train
-    from sweeps.stats import EPOCH_METRICS
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.loop import train
+    from sweeps.training.stats import EPOCH_METRICS
     from tracking.study_run import StudyTracker
 
     objective = build("rebalance", {})

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     index, parts = (int(x) for x in args.part.split("/"))
 
     from objectives import build
-    from sweeps.loop import train
+    from sweeps.training.loop import train
 
     from .workers import trial_hparams
 

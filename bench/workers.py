@@ -31,7 +31,7 @@ import statistics
 from functools import cache
 from typing import Any
 
-from sweeps.hparams import Hyperparams
+from sweeps.training.hparams import Hyperparams
 
 from .context import Context, SweepRun
 from .report import Bar, Row
@@ -45,8 +45,8 @@ SPARSE = 1000  # --log-every of the rows that take the metric writers' work out
 def _drawn(n: int, epochs: int, seed: int) -> tuple[tuple[dict[str, Any], Hyperparams], ...]:
     import optuna
 
-    from sweeps.config import SweepConfig
-    from sweeps.study import search_space
+    from sweeps.study.config import SweepConfig
+    from sweeps.study.sweep import search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(SweepConfig(), epochs)
@@ -151,8 +151,8 @@ def _train_only_rate(ctx: Context, processes: int) -> float:
 def _rates(sweep: SweepRun) -> dict[str, Any]:
     import optuna
 
-    from sweeps.storage import open_storage
-    from sweeps.study import counted_trials
+    from sweeps.storage.backends import open_storage
+    from sweeps.study.sweep import counted_trials
 
     study = optuna.load_study(study_name=sweep.study, storage=open_storage(sweep.storage))
     trials = counted_trials(study)

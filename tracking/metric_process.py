@@ -15,7 +15,7 @@ import queue
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweeps.stats import EpochStats
+    from sweeps.training.stats import EpochStats
 
 __all__ = ["MetricProcess"]
 
@@ -89,8 +89,8 @@ def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: in
     import numpy as np
     import sqlalchemy as sa
 
-    from sweeps.sqlite_tuning import tune_sqlite
-    from sweeps.stats import EPOCH_METRICS, EpochStats
+    from sweeps.storage.sqlite import tune_sqlite
+    from sweeps.training.stats import EPOCH_METRICS, EpochStats
 
     from .sql_metrics import Chunk, SqlMetricSink
 

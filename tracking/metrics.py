@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sweeps.stats import EPOCH_METRICS
+from sweeps.training.stats import EPOCH_METRICS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from sweeps.stats import EpochStats
+    from sweeps.training.stats import EpochStats
 
     from .metric_process import MetricProcess
     from .sql_metrics import SqlMetricSink

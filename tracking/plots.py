@@ -245,7 +245,7 @@ def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
     ``curves`` and ``reference`` need both ``loss`` and ``update_ratio`` (``EpochStats``, or
     ``{metric: Curve}`` from ``histories_by_run``); ``frame`` defaults to ``trials_frame``.
     """
-    from sweeps.results import trials_frame
+    from sweeps.study.results import trials_frame
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -316,7 +316,7 @@ def histories_by_run(client: MlflowClient, run_ids: Mapping[str, str] | Iterable
 
 def optimizer_colors(names: Iterable[str]) -> dict[str, str]:
     """A colour per optimizer, the same in every plot and study (``OPTIMIZERS`` order)."""
-    from sweeps.optimizers import OPTIMIZERS
+    from sweeps.optim.optimizers import OPTIMIZERS
 
     known = list(OPTIMIZERS)
     wanted = set(names)

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 from sweeps.errors import UsageError
-from sweeps.storage import redact
+from sweeps.storage.backends import redact
 
 __all__ = ["bound_http_retries", "check_tracking"]
 

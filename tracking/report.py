@@ -13,15 +13,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeps.hparams import Hyperparams
-from sweeps.loop import train
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import train
 
 if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
     from objectives import Objective
-    from sweeps.stats import EpochStats
+    from sweeps.training.stats import EpochStats
 
 __all__ = ["REFERENCE", "Plotter", "write_report"]
 
@@ -103,7 +103,7 @@ def _warm_up() -> None:
     import numpy as np
     import optuna.importance  # noqa: F401
 
-    from sweeps.results import opened_study  # noqa: F401
+    from sweeps.study.results import opened_study  # noqa: F401
 
     from .plots import Curve, loss_curves
 
@@ -118,7 +118,7 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     """In the child: train the reference if not given, draw."""
     import optuna
 
-    from sweeps.results import opened_study
+    from sweeps.study.results import opened_study
 
     from .plots import write_sweep_plots
 

@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from sweeps.stats import EpochStats
+    from sweeps.training.stats import EpochStats
 
 __all__ = ["Chunk", "SqlMetricSink", "connect"]
 
@@ -60,7 +60,7 @@ def connect(tracking_uri: str) -> SqlMetricSink | None:
     if revision != head or metrics != METRICS_COLUMNS or latest != LATEST_COLUMNS:
         log.info("MLflow schema %s (head %s) not recognised; using log_batch", revision, head)
         return None
-    from sweeps.sqlite_tuning import tune_sqlite
+    from sweeps.storage.sqlite import tune_sqlite
 
     tune_sqlite(engine)  # WAL is a property of the file: MLflow's own commits get cheaper too
     return SqlMetricSink(engine)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sweeps.loop import Observer, TrainResult
-from sweeps.stats import EpochStats
+from sweeps.training.loop import Observer, TrainResult
+from sweeps.training.stats import EpochStats
 
 from .metric_process import MetricProcess
 from .metrics import MetricWriter, first_line

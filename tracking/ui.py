@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 
-from sweeps.cli import Parser, guarded, run_command
-from sweeps.config import SweepConfig
+from sweeps.cli.common import Parser, guarded, run_command
+from sweeps.study.config import SweepConfig
 from sweeps.errors import UsageError
 
 __all__ = ["build_parser", "main", "ui_command"]
