@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sweeps.errors import first_line
 from sweeps.training.stats import EPOCH_METRICS
 
 if TYPE_CHECKING:
@@ -27,17 +28,11 @@ if TYPE_CHECKING:
     from .metric_process import MetricProcess
     from .sql_metrics import SqlMetricSink
 
-__all__ = ["BATCH_LIMIT", "MetricWriter", "first_line", "to_metrics"]
+__all__ = ["BATCH_LIMIT", "MetricWriter", "to_metrics"]
 
 log = logging.getLogger(__name__)
 BATCH_LIMIT = 1000  # MLflow's cap on metrics + params + tags per log_batch call
 _RETRIES = 2  # attempts per batch, on top of MLflow's own HTTP retries
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message (its repr if it has none), for ``errors``."""
-    text = str(exc)
-    return text.splitlines()[0] if text else repr(exc)
 
 
 def _nothing() -> None:

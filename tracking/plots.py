@@ -6,7 +6,7 @@ built without ``pyplot`` (no global figure state, no GUI backend); ``save`` writ
 end of a sweep::
 
     curves = histories_by_run(client, top_run_ids(study, k=5))
-    write_sweep_plots(study, curves, {"seed: sgd lr=1e-2": seed_history}, out_dir)
+    write_sweep_plots(study, curves, {"seed: sgd lr=1e-2": seed_history}, out_dir, frame)
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def update_ratio_curves(curves: Mapping[str, History],
     return fig
 
 
-def loss_vs_lr(frame: pd.DataFrame) -> Figure:
-    """Final loss against learning rate (log-log), one colour per optimizer.
+def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = ()) -> Figure:
+    """Final loss against learning rate (log-log), one colour per optimizer (``order``: see
+    ``optimizer_colors``).
 
     ``frame`` has the columns optimizer, lr, final_loss and state (``trials_frame``). Completed
     trials are filled circles, pruned ones hollow circles at the loss where they stopped,
@@ -129,7 +130,7 @@ def loss_vs_lr(frame: pd.DataFrame) -> Figure:
     rows = rows[np.isfinite(rows["lr"]) & (rows["lr"] > 0)]
     losses = rows["final_loss"][np.isfinite(rows["final_loss"]) & (rows["final_loss"] > 0)]
     failed_y = float(losses.max()) * 3 if len(losses) else 1.0
-    colors = optimizer_colors(rows["optimizer"].dropna().unique())
+    colors = optimizer_colors(rows["optimizer"].dropna().unique(), order)
     handles: list[Line2D] = []
     for name, color in colors.items():
         mine = rows[rows["optimizer"] == name]
@@ -239,20 +240,19 @@ def param_importances(study: optuna.Study,
 
 def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
                       reference: Mapping[str, History] | None, out_dir: str | Path,
-                      frame: pd.DataFrame | None = None) -> list[Path]:
+                      frame: pd.DataFrame, order: Sequence[str] = ()) -> list[Path]:
     """Write the five plots (``FILES``) into ``out_dir``; return their paths in that order.
 
     ``curves`` and ``reference`` need both ``loss`` and ``update_ratio`` (``EpochStats``, or
-    ``{metric: Curve}`` from ``histories_by_run``); ``frame`` defaults to ``trials_frame``.
+    ``{metric: Curve}`` from ``histories_by_run``); ``frame`` is the study's trials, one row
+    each (columns as ``loss_vs_lr`` reads them); ``order`` fixes the optimizers' colours.
     """
-    from sweeps.study.results import trials_frame
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = (
         loss_curves(curves, reference),
         update_ratio_curves(curves, reference),
-        loss_vs_lr(trials_frame(study) if frame is None else frame),
+        loss_vs_lr(frame, order),
         optimization_history(study),
         param_importances(study),
     )
@@ -314,11 +314,11 @@ def histories_by_run(client: MlflowClient, run_ids: Mapping[str, str] | Iterable
     return {label: {m: per_metric[m][label] for m in metrics} for label in labelled}
 
 
-def optimizer_colors(names: Iterable[str]) -> dict[str, str]:
-    """A colour per optimizer, the same in every plot and study (``OPTIMIZERS`` order)."""
-    from sweeps.optim.optimizers import OPTIMIZERS
-
-    known = list(OPTIMIZERS)
+def optimizer_colors(names: Iterable[str], order: Sequence[str] = ()) -> dict[str, str]:
+    """A colour per optimizer: the ``i``-th name of ``order`` always gets colour ``i``, so
+    with the same ``order`` (the tool's list of optimizers) every plot and study agree;
+    names not in it follow, sorted."""
+    known = list(order)
     wanted = set(names)
     ordered = [n for n in known if n in wanted] + sorted(wanted - set(known))
     slot = {n: i for i, n in enumerate(known)}

@@ -2,33 +2,38 @@
 
 Everything goes through one ``MlflowClient`` with explicit run ids; per-epoch metrics and the
 end of each trial are queued to a background writer so training never waits for MLflow.
+``StudyTracker`` is the tracker a sweep is given (``sweeps.study.tracker.SweepTracker``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from sweeps.errors import first_line
+from sweeps.storage.backends import dispose_engine
 from sweeps.training.loop import Observer, TrainResult
 from sweeps.training.stats import EpochStats
 
 from .metric_process import MetricProcess
-from .metrics import MetricWriter, first_line
+from .metrics import MetricWriter
 
 if TYPE_CHECKING:
+    import torch
     from mlflow import MlflowClient
 
-__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store",
-           "dispose_engine"]
+__all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store"]
 
 PARENT_TAG = "mlflow.parentRunId"
 # Optuna's terminal states as MLflow run states (SPEC section 6).
 RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED",
               "interrupted": "KILLED"}
 _PARAMS_PER_CALL = 100  # MLflow's cap on params per log_batch call
+
+Evaluate = Callable[[dict[str, "torch.Tensor"]], dict[str, float]]
 
 
 def artifact_root(tracking_uri: str) -> str | None:
@@ -41,7 +46,8 @@ def artifact_root(tracking_uri: str) -> str | None:
 
 
 class StudyTracker:
-    """Creates or reattaches to the study's experiment and parent run."""
+    """The study's experiment, its parent run (created or reattached to) and its trials'
+    runs nested under it."""
 
     def __init__(self, client: MlflowClient, experiment: str, log_every: int = 1,
                  direct: bool = True) -> None:
@@ -49,6 +55,7 @@ class StudyTracker:
 
         self.client = client
         self.experiment_id = self._experiment(experiment)
+        self.parent_run_id: str | None = None
         sink = connect(client.tracking_uri) if direct else None
         process = None
         if sink is not None:  # checked here; the child process does the writing
@@ -73,29 +80,33 @@ class StudyTracker:
             return str(found.experiment_id)
 
     def start_parent(self, study: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        return self.start_run(params, {"study": study, **tags}, run_name=study).run_id
+        self.parent_run_id = self.start_run(params, {"study": study, **tags},
+                                            run_name=study).run_id
+        return self.parent_run_id
 
     def resume_parent(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
+        self.parent_run_id = run_id
 
-    def finish_parent(self, run_id: str, status: str) -> None:
-        self.writer.flush()
-        self.client.set_terminated(run_id, status=status)
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str], *,
+                    late_tags: Mapping[str, str] = {},
+                    evaluate: Evaluate | None = None) -> TrialRun:
+        """The run of trial ``number``, nested under the parent run."""
+        assert self.parent_run_id is not None, "start or resume the parent run first"
+        tags = {PARENT_TAG: self.parent_run_id, "trial_number": str(number), **tags}
+        return self.start_run(params, tags, run_name=f"trial-{number}", late_tags=late_tags,
+                              evaluate=evaluate)
 
-    def start_trial(
-        self, parent_id: str, number: int, params: dict[str, Any], tags: dict[str, str]
-    ) -> TrialRun:
-        tags = {PARENT_TAG: parent_id, "trial_number": str(number), **tags}
-        return self.start_run(params, tags, run_name=f"trial-{number}")
-
-    def start_run(
-        self, params: dict[str, Any], tags: dict[str, str], run_name: str | None = None
-    ) -> TrialRun:
-        """A new run in the experiment, with its params logged."""
+    def start_run(self, params: dict[str, Any], tags: dict[str, str],
+                  run_name: str | None = None, *, late_tags: Mapping[str, str] = {},
+                  evaluate: Evaluate | None = None) -> TrialRun:
+        """A new run in the experiment, with its params logged. ``late_tags`` are read when
+        the run closes (tags added while it trains); ``evaluate`` adds metrics of the final
+        parameters."""
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         run_id = str(run.info.run_id)
         self.log_params(run_id, params)
-        return TrialRun(self, run_id)
+        return TrialRun(self, run_id, late_tags, evaluate)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -104,6 +115,30 @@ class StudyTracker:
         for i in range(0, len(items), _PARAMS_PER_CALL):
             self.client.log_batch(run_id, params=items[i : i + _PARAMS_PER_CALL])
 
+    def flush(self) -> None:
+        """Return once every queued metric is written and every ended run closed."""
+        self.writer.flush()
+
+    @property
+    def failure(self) -> str | None:
+        """Why writing to MLflow failed, if it did."""
+        return self.writer.errors[0] if self.writer.errors else None
+
+    def end_run(self, run_id: str, state: str) -> None:
+        """Close the run of a trial another process left behind."""
+        self.client.set_tag(run_id, "state", state)
+        self.client.set_terminated(run_id, status=RUN_STATUS[state])
+
+    def end_orphan_runs(self, state_of: Callable[[str], str | None]) -> None:
+        """Close the experiment's runs still RUNNING whose trial has ended:
+        ``state_of(trial_number)`` says how (None: leave the run alone)."""
+        for run in self.client.search_runs([self.experiment_id],
+                                           filter_string="attributes.status = 'RUNNING'",
+                                           max_results=50000):
+            state = state_of(run.data.tags.get("trial_number", ""))
+            if state is not None:
+                self.end_run(run.info.run_id, state)
+
     def close(self) -> None:
         self.writer.close()
 
@@ -111,11 +146,12 @@ class StudyTracker:
 class TrialRun(Observer):
     """A trial's child run: logs every chunk of epochs, then the outcome and the end state."""
 
-    def __init__(self, tracker: StudyTracker, run_id: str) -> None:
+    def __init__(self, tracker: StudyTracker, run_id: str,
+                 late_tags: Mapping[str, str] = {}, evaluate: Evaluate | None = None) -> None:
         self.tracker = tracker
         self.run_id = run_id
-        self.extra_tags: dict[str, str] = {}
-        self.evaluate: Callable[[dict[str, Any]], dict[str, float]] | None = None
+        self.late_tags = late_tags  # read when the run closes
+        self.evaluate = evaluate
 
     def on_chunk(self, stats: EpochStats) -> bool:
         self.tracker.writer.put(self.run_id, stats)
@@ -127,7 +163,7 @@ class TrialRun(Observer):
         metrics = result_metrics(result)
         if self.evaluate is not None and result.params is not None:
             metrics.update(self.evaluate(result.params))
-        tags = result_tags(result) | self.extra_tags
+        tags = result_tags(result) | dict(self.late_tags)
         self.tracker.writer.then(lambda: self.close(result.status, tags, metrics))
 
     def close(self, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
@@ -154,15 +190,6 @@ def close_store(client: MlflowClient) -> None:
     """Close the database connections of ``client``'s store, if it has any (a SQL store).
     MLflow has no public call for this; an HTTP store has nothing to close."""
     dispose_engine(getattr(getattr(client, "_tracking_client", None), "store", None))
-
-
-def dispose_engine(holder: object) -> None:
-    """Close the connections of ``holder``'s SQLAlchemy engine, if it has one (MLflow's SQL
-    store, Optuna's RDBStorage): its pool is replaced by an empty one, which reconnects on
-    demand."""
-    engine = getattr(holder, "engine", None)
-    if engine is not None:
-        engine.dispose()
 
 
 def result_metrics(result: TrainResult) -> dict[str, float]:

@@ -11,16 +11,16 @@ import subprocess
 import sys
 
 from sweeps.cli.common import Parser, guarded, run_command
-from sweeps.study.config import SweepConfig
 from sweeps.errors import UsageError
+from sweeps.storage.backends import DEFAULT_TRACKING_URI
 
 __all__ = ["build_parser", "main", "ui_command"]
 
 
 def build_parser() -> Parser:
     p = Parser(prog="tracking.ui", description=__doc__.split("\n")[0])
-    p.add_argument("--tracking-uri", default=SweepConfig().tracking_uri,
-                   help="backend store (default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                   help=f"backend store (default: {DEFAULT_TRACKING_URI})")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")

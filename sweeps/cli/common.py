@@ -11,10 +11,9 @@ from typing import NoReturn
 
 from objectives import ObjectiveError
 
-from sweeps.errors import UsageError
+from sweeps.errors import UsageError, one_line
 
-__all__ = ["Parser", "add_study_options", "guarded", "one_line", "run_command",
-           "setup_logging"]
+__all__ = ["Parser", "add_study_options", "guarded", "run_command", "setup_logging"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,11 +45,6 @@ def run_command(main: Callable[[], int]) -> NoReturn:
     status = main()
     gc.freeze()
     raise SystemExit(status)
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: line breaks become ' | ' (a bad input is one stderr line)."""
-    return " | ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def setup_logging(quiet: bool) -> None:

@@ -16,12 +16,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeps import checks
 from sweeps.cli.common import Parser, guarded
-from sweeps.study.config import SweepConfig, parse_kv
 from sweeps.errors import UsageError
-from sweeps.training.hparams import Hyperparams
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.study.config import SweepConfig, parse_kv
+from sweeps.training.hparams import Hyperparams
 
 if TYPE_CHECKING:
     from sweeps.diagnostics.probe import ProbeResult
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from sweeps.training.verdicts import Verdict
 
 __all__ = ["DiagnoseSpec", "Diagnosis", "build_parser", "main"]
-
-DEVICES = ("auto", "cpu", "cuda")
-
 
 @dataclass(frozen=True)
 class DiagnoseSpec:
@@ -99,23 +97,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def spec_from_args(args: Any) -> DiagnoseSpec:
     """The validated spec; ``UsageError`` names the first bad option."""
-    _choice("optimizer", args.optimizer, tuple(OPTIMIZERS))
-    _choice("scheduler", args.scheduler, tuple(SCHEDULERS))
-    _choice("device", args.device, DEVICES)
+    checks.choice("optimizer", args.optimizer, OPTIMIZERS)
+    checks.choice("scheduler", args.scheduler, SCHEDULERS)
+    checks.choice("device", args.device, checks.DEVICES)
     for field, value in (("lr", args.lr), ("target-ratio", args.target_ratio),
                          ("range-min", args.range_min), ("range-max", args.range_max)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UsageError(field, value, "use a finite number > 0")
-    if args.epochs < 1:
-        raise UsageError("epochs", args.epochs, "use an integer >= 1")
-    if args.range_steps < 10:
-        raise UsageError("range-steps", args.range_steps, "use an integer >= 10")
+        if value is not None:
+            checks.positive(field, value)
+    checks.at_least("epochs", args.epochs, 1)
+    checks.at_least("range-steps", args.range_steps, 10)
     low, high = _range_bounds(args)
     if low >= high:
         raise UsageError("range-min", low, f"use a value below range-max ({high:g})")
     if args.plot is not None:
-        _check_png(args.plot)
-    options = {k: _number(f"option {k}", v) for k, v in parse_kv(args.option, "option").items()}
+        checks.writable_file("plot", args.plot, suffix=".png")
+    options = {k: checks.number(f"option {k}", v)
+               for k, v in parse_kv(args.option, "option").items()}
     return DiagnoseSpec(args.objective, parse_kv(args.objective_arg),
                         Hyperparams(args.optimizer, args.lr, args.scheduler, options),
                         args.epochs, args.target_ratio, args.range_steps, args.range_min,
@@ -131,7 +128,7 @@ def diagnose(spec: DiagnoseSpec) -> Diagnosis:
     from sweeps.training.verdicts import Thresholds, judge, ratio_rule
 
     objective = build(spec.objective, spec.objective_args)
-    device = _device(spec.device)
+    device = checks.resolve_device(spec.device)
     probed = probe(objective, spec.hp, spec.epochs, device=device)
     verdict = judge(probed.history, failed=probed.failure,
                     thresholds=Thresholds(target_ratio=spec.target_ratio))
@@ -225,43 +222,8 @@ def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     return lines
 
 
-# -- validation helpers ---------------------------------------------------------------------
-
-def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UsageError(field, value, f"use one of {', '.join(allowed)}")
-
-
-def _number(field: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(field, raw, "use a number") from None
-
-
 def _range_bounds(args: Any) -> tuple[float, float]:
     from sweeps.diagnostics.range_test import default_lr_bounds
 
     low, high = default_lr_bounds(args.optimizer)
     return (args.range_min or low), (args.range_max or high)
-
-
-def _check_png(path: str) -> None:
-    from pathlib import Path
-
-    target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise UsageError("plot", path, "use a file name ending in .png")
-    if target.is_dir() or not target.parent.is_dir():
-        raise UsageError("plot", path, "use a file path in an existing folder")
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device", name, "CUDA is not available here; use auto or cpu")
-    return name
-

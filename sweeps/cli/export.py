@@ -70,11 +70,11 @@ def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
     from mlflow import MlflowClient
 
     from objectives import build
-    from tracking.report import write_report
-
+    from sweeps.cli.sweep_plots import write_report
     from sweeps.storage.backends import absolute_uri
+    from sweeps.study.results import SETTINGS_ATTR
 
-    settings = study.user_attrs.get("lrsweep_settings", {})
+    settings = study.user_attrs.get(SETTINGS_ATTR, {})
     args = {k: str(v) for k, v in settings.get("objective_args", {}).items()}
     objective = build(settings["objective"], args, from_file=True)
     client = MlflowClient(tracking_uri=absolute_uri(tracking_uri))

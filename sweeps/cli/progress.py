@@ -1,5 +1,5 @@
 """What a person watching the terminal sees: trials done / target with the best so far and an
-ETA, the epochs of the running trial (or batch), and a summary table at the end.
+ETA, and the epochs of the running trial (or batch).
 
 Drawn with ``rich`` on stderr, only when stderr is a terminal and ``--quiet`` is not given;
 log records then go through the same console so they do not break the bars.
@@ -11,13 +11,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sweeps.training.loop import Observer, TrainResult
+from sweeps.study.sweep import SweepListener, TrialOutcome
+from sweeps.training.loop import Observer
 from sweeps.training.stats import EpochStats
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
-
-    from sweeps.training.hparams import Hyperparams
 
 __all__ = ["SweepProgress", "interactive"]
 
@@ -36,7 +35,7 @@ class _EpochTicker(Observer):
         return False
 
 
-class SweepProgress:
+class SweepProgress(SweepListener):
     """Progress of a sweep; a no-op when ``enabled`` is False."""
 
     def __init__(self, target: int, done: int, epochs: int, enabled: bool) -> None:
@@ -75,12 +74,12 @@ class SweepProgress:
         if self._progress is not None:
             self._progress.update(self._epochs, completed=epochs)
 
-    def trial_done(self, hp: Hyperparams, result: TrainResult, done: int) -> None:
-        """A trial ended; ``done`` trials of the target are finished."""
+    def trial_done(self, outcome: TrialOutcome) -> None:
+        result, hp = outcome.result, outcome.hparams
         if result.status == "complete" and (self.best is None or result.final_loss
                                             < self.best[0]):
             self.best = (result.final_loss, f"{hp.optimizer} lr={hp.lr:.3g} {hp.scheduler}")
-        self.set_done(done)
+        self.set_done(outcome.counted)
 
     def set_done(self, done: int) -> None:
         if self._progress is None:
@@ -97,19 +96,3 @@ class SweepProgress:
             self._progress.stop()
             logging.getLogger().handlers = self._handlers
             self._progress = None
-
-
-def summary(frame: Any, top: int, commands: list[str], links: dict[str, str]) -> str:
-    """The end-of-sweep summary: the top trials with their verdicts, what to run next."""
-    columns = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_loss",
-               "best_loss", "epochs_run"]
-    finished = frame[frame["state"].isin(["COMPLETE", "PRUNED", "FAIL"])]
-    table = finished.sort_values("final_loss", na_position="last").head(top)[columns]
-    lines = [f"top {len(table)} of {len(finished)} trials:",
-             table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
-    if commands:
-        lines += ["", "next:"] + [f"  {c}" for c in commands]
-    if links:
-        lines += ["", "compare in the MLflow UI (start it with: python -m tracking.ui):"]
-        lines += [f"  {name}: {url}" for name, url in links.items()]
-    return "\n".join(lines)

@@ -16,12 +16,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sweeps.cli.common import Parser, guarded, setup_logging
-from sweeps.study.config import WORKERS_STORAGE, SweepConfig, load_toml, parse_kv, split_names
 from sweeps.cli.progress import SweepProgress, interactive
-from sweeps.storage.backends import redact
+from sweeps.errors import first_line
+from sweeps.storage.backends import WORKERS_STORAGE, redact
+from sweeps.study.config import SweepConfig, load_toml, parse_kv, split_names
 
 if TYPE_CHECKING:
-    from sweeps.study.sweep import Sweep
+    from sweeps.cli.session import SweepSession
     from sweeps.parallel.workers import Helpers
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -110,7 +111,7 @@ def _run(config: SweepConfig) -> int:
 
 def _stopped(what: str, exc: BaseException) -> int:
     """One line for a store that failed mid-sweep: what failed, and how to go on."""
-    cause = " ".join(str(exc).split("\n")[0].split())[:300]
+    cause = " ".join(first_line(exc).split())[:300]
     print(f"sweeps.run: error: {what} failed ({type(exc).__name__}: {cause}); finished trials "
           "are kept in the study: fix it (space, server) and run the same command again to "
           "resume", file=sys.stderr)
@@ -118,54 +119,58 @@ def _stopped(what: str, exc: BaseException) -> int:
 
 
 def _sweep(config: SweepConfig) -> int:
-    from sweeps.study.sweep import open_sweep
+    from sweeps.cli.session import open_session, run_helper
     from sweeps.parallel.workers import Helpers
 
     helpers = None
-    if config.workers > 1:  # forked before any store is opened (see sweeps.workers)
-        helpers = Helpers(config, config.workers - 1, fork=_started_as_command())
+    if config.workers > 1:  # forked before any store is opened (see sweeps.parallel.workers)
+        helpers = Helpers(config, config.workers - 1, run_helper, fork=_started_as_command())
     try:
-        sweep = open_sweep(config)
+        session = open_session(config)
     except BaseException:
         if helpers is not None:
             helpers.cancel()
         raise
     try:
-        return _drive(config, sweep, helpers)
+        return _drive(config, session, helpers)
     finally:
-        sweep.close_stores()  # last: the summary reads the study too
+        session.close_stores()  # last: the summary reads the study too
 
 
-def _drive(config: SweepConfig, sweep: Sweep, helpers: Helpers | None) -> int:
-    """Run the opened sweep to its end, close its parent run, print the summary."""
+def _drive(config: SweepConfig, session: SweepSession, helpers: Helpers | None) -> int:
+    """Run the opened sweep to its end, close its parent run, print the summary. Ctrl-C or
+    SIGTERM closes every run as KILLED and exits with the shell's status for the signal."""
+    from sweeps.cli.summary import sweep_summary
     from sweeps.errors import UsageError
-    from sweeps.training.loop import ObjectiveStartError
     from sweeps.parallel.signals import Terminated, exit_status, terminate_as_exception
-    from sweeps.study.sweep import counted_trials
+    from sweeps.study.results import counted_trials
+    from sweeps.training.loop import ObjectiveStartError
 
-    sweep.progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)),
-                                   sweep.epochs, interactive(config.quiet))
+    sweep = session.sweep
+    progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)), sweep.epochs,
+                             interactive(config.quiet))
+    sweep.listeners.append(progress)
     with terminate_as_exception():
         try:
             if helpers is not None:
-                with helpers.attach(sweep):
-                    sweep.run()  # this process is one of the workers
-            sweep.run()  # single process, or what helpers that died left undone
+                helpers.run_with(sweep)
+            else:
+                sweep.run()
         except (KeyboardInterrupt, Terminated) as exc:
-            sweep.progress.close()
-            sweep.finish("KILLED")
+            progress.close()
+            session.finish("KILLED")
             log.warning("interrupted; run the same command again to resume the study")
             return exit_status(exc)
         except ObjectiveStartError as exc:
-            sweep.progress.close()
-            sweep.finish("FAILED")
+            progress.close()
+            session.finish("FAILED")
             raise UsageError("objective", config.objective,
                              f"its first loss could not be computed ({exc})") from None
         finally:
-            sweep.progress.close()
-    sweep.finish("FINISHED")
+            progress.close()
+    session.finish("FINISHED")
     if not config.quiet:
-        print(sweep.summary())
+        print(sweep_summary(sweep.study, config, session.tracker.experiment_id))
     return 0
 
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweeps import checks
 from sweeps.cli.common import Parser, guarded, setup_logging
-from sweeps.study.config import DEVICES, SweepConfig, parse_kv
 from sweeps.errors import UsageError
-from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import Observer
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.study.config import SweepConfig, parse_kv
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import Observer
 
 __all__ = ["RunSpec", "main"]
 
@@ -47,7 +48,7 @@ def build_parser() -> Parser:
     p.add_argument("--option", metavar="K=V", action="append", default=[],
                    help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the objective's)")
-    p.add_argument("--device", default="auto", choices=DEVICES,
+    p.add_argument("--device", default="auto", choices=checks.DEVICES,
                    help="auto (default), cpu or cuda")
     p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
     p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
@@ -66,8 +67,8 @@ def spec_from_args(args: Any) -> RunSpec:
         return spec_from_export(args.params)
     if args.optimizer is None or args.lr is None:
         raise UsageError("optimizer", args.optimizer, "give --optimizer and --lr, or --params")
-    options = {k: float(_number("option " + k, v)) for k, v in
-               parse_kv(args.option, "option").items()}
+    options = {k: checks.number(f"option {k}", v)
+               for k, v in parse_kv(args.option, "option").items()}
     hp = Hyperparams(args.optimizer, args.lr, args.scheduler, options)
     return RunSpec(args.objective, parse_kv(args.objective_arg), hp, args.epochs)
 
@@ -94,24 +95,14 @@ def spec_from_export(path: str) -> RunSpec:
         raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
 
 
-def _number(field: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise UsageError(field, raw, "use a number") from None
-
-
 def validate(spec: RunSpec) -> None:
     """``UsageError`` for the first bad hyperparameter (before anything is written)."""
     hp = spec.hp
-    if hp.optimizer not in OPTIMIZERS:
-        raise UsageError("optimizer", hp.optimizer, f"use one of {', '.join(OPTIMIZERS)}")
-    if hp.scheduler not in SCHEDULERS:
-        raise UsageError("scheduler", hp.scheduler, f"use one of {', '.join(SCHEDULERS)}")
-    if not (math.isfinite(hp.lr) and hp.lr > 0):
-        raise UsageError("lr", hp.lr, "use a finite number > 0")
-    if spec.epochs is not None and spec.epochs < 1:
-        raise UsageError("epochs", spec.epochs, "use an integer >= 1")
+    checks.choice("optimizer", hp.optimizer, OPTIMIZERS)
+    checks.choice("scheduler", hp.scheduler, SCHEDULERS)
+    checks.positive("lr", hp.lr)
+    if spec.epochs is not None:
+        checks.at_least("epochs", spec.epochs, 1)
     allowed = OPTIMIZERS[hp.optimizer].searched + SCHEDULERS[hp.scheduler].searched
     for key, value in hp.options.items():
         if key not in allowed:
@@ -144,7 +135,6 @@ def _train(args: Any) -> int:
     from objectives import build, evaluate
 
     from sweeps.training.loop import train
-    from sweeps.study.sweep import resolve_device
 
     setup_logging(args.quiet)
     spec = spec_from_args(args)
@@ -157,12 +147,11 @@ def _train(args: Any) -> int:
                                                 f"{exc.allowed}") from None
     objective = build(spec.objective, spec.objective_args, from_file=bool(args.params))
     epochs = spec.epochs or objective.default_epochs
-    device = resolve_device(args.device)
+    device = checks.resolve_device(args.device)
     observers: tuple[Observer, ...] = ()
     tracker = run = None
     if not args.no_track:
         tracker, run = _start_run(args, objective, spec, epochs)
-        run.evaluate = lambda params: evaluate(objective, params)
         observers = (run,)
     initial = objective.init_params(torch.device(device))
     before = {k: float(v.double().mean()) for k, v in initial.items()}
@@ -179,6 +168,8 @@ def _train(args: Any) -> int:
 def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[Any, Any]:
     from mlflow import MlflowClient
 
+    from objectives import evaluate
+
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
 
@@ -189,7 +180,9 @@ def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[A
     tracker = StudyTracker(MlflowClient(tracking_uri=uri), args.experiment)
     params = {**spec.hp.to_dict(), "epochs": epochs, "objective": objective.name,
               **{f"objective.{k}": v for k, v in objective.arguments().items()}}
-    return tracker, tracker.start_run(params, {"role": "train"})
+    run = tracker.start_run(params, {"role": "train"},
+                            evaluate=lambda final: evaluate(objective, final))
+    return tracker, run
 
 
 def _log_param_means(tracker: Any, run_id: str, before: dict[str, float],

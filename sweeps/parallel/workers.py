@@ -2,7 +2,7 @@
 
 Started by the command (``python -m sweeps.run``), the helpers are forked at the very start,
 once the libraries are imported and before any store, thread or device is opened: each
-inherits the imports (about 2.5 s of CPU a spawned process would pay again) and nothing that
+inherits the imports (which a spawned process would pay for again) and nothing that
 cannot cross a fork. Where ``main`` is called by another program, which may hold open
 database connections a fork would share, they are spawned instead. They wait while this process
 creates the study and the MLflow parent run (two processes that both create a study on an
@@ -14,12 +14,14 @@ the gap.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -38,16 +40,17 @@ _WATCH_S = 0.2  # how often the watcher looks for a helper that ended
 PROCESS_NAME = "sweeps-worker-{}"  # what ps and top show for helper i (15 characters at most)
 
 
-def _import_libraries() -> None:
-    """What every worker needs, imported once, before the fork."""
+def _import_libraries(work: Callable[[SweepConfig], None]) -> None:
+    """What every worker needs, imported once, before the fork: the libraries, and the
+    modules of ``work`` and of the sweep it runs."""
     import mlflow  # noqa: F401
     import optuna  # noqa: F401
     import torch  # noqa: F401
 
-    from tracking import study_run  # noqa: F401
-
     from sweeps.batched import trials  # noqa: F401
     from sweeps.study import sweep  # noqa: F401
+
+    importlib.import_module(work.__module__)
 
 
 def _name_process(name: str) -> None:
@@ -59,13 +62,11 @@ def _name_process(name: str) -> None:
         pass
 
 
-def _helper(config: SweepConfig, index: int, go: Any, parent: int) -> None:
-    from sweeps.cli.common import setup_logging
+def _helper(work: Callable[[SweepConfig], None], config: SweepConfig, index: int, go: Any,
+            parent: int) -> None:
     from sweeps.parallel.signals import Terminated, exit_status, terminate_as_exception
-    from sweeps.study.sweep import open_sweep
 
     _name_process(PROCESS_NAME.format(index))
-    setup_logging(True)  # the main process shows progress and the summary
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process forwards Ctrl-C as SIGTERM
     with terminate_as_exception():
         try:
@@ -76,32 +77,29 @@ def _helper(config: SweepConfig, index: int, go: Any, parent: int) -> None:
             return
         # each process its own sampler stream, or their first random trials coincide; the
         # main process draws the plots at the end
-        sweep = open_sweep(config.with_overrides({"seed": config.seed + index, "plots": False}))
         try:
-            sweep.run()
+            work(config.with_overrides({"seed": config.seed + index, "plots": False}))
         except Terminated as exc:
-            sweep.tracker.close()
             raise SystemExit(exit_status(exc)) from None
-        sweep.tracker.close()
 
 
 class Helpers:
-    """``n`` helper processes, started when this is created (before the sweep opens anything).
-    They start trials once ``attach`` gives them the sweep and its ``with`` block begins, in
-    which this process runs trials too. Leaving the block normally waits for the helpers;
-    leaving it by an exception (Ctrl-C, a failure) terminates them, and each fails its
-    running trial. ``cancel`` ends helpers that were never attached."""
+    """``n`` helper processes, started when this is created (before the sweep opens anything),
+    each to call ``work(config)`` (open the sweep, run its trials, close its runs). They start
+    once ``run_with`` runs this process's sweep beside them; ``cancel`` ends helpers whose
+    sweep could not be opened."""
 
-    def __init__(self, config: SweepConfig, n: int, *, fork: bool) -> None:
+    def __init__(self, config: SweepConfig, n: int, work: Callable[[SweepConfig], None], *,
+                 fork: bool) -> None:
         if fork:
-            _import_libraries()
+            _import_libraries(work)
             sys.stdout.flush()  # a forked child flushes what its buffers hold when it ends
             sys.stderr.flush()
         context = (multiprocessing.get_context("fork") if fork
                    else multiprocessing.get_context("spawn"))
         self._go = context.Event()
         self._processes: list[BaseProcess] = [
-            context.Process(target=_helper, args=(config, i, self._go, os.getpid()),
+            context.Process(target=_helper, args=(work, config, i, self._go, os.getpid()),
                             name=f"worker-{i}")
             for i in range(1, n + 1)]
         for process in self._processes:
@@ -110,9 +108,14 @@ class Helpers:
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="helper-watcher", daemon=True)
 
-    def attach(self, sweep: Sweep) -> Helpers:
+    def run_with(self, sweep: Sweep) -> None:
+        """Run ``sweep`` in this process while the helpers run theirs, then what helpers that
+        died left undone. An exception here (Ctrl-C, a failure) terminates the helpers, and
+        each fails its running trial."""
         self._sweep = sweep
-        return self
+        with self:
+            sweep.run()
+        sweep.run()
 
     def cancel(self) -> None:
         """End helpers that were never attached (the sweep could not be opened)."""

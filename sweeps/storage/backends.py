@@ -16,9 +16,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JOURNAL_SCHEME", "absolute_uri", "local_path", "open_storage", "redact"]
+__all__ = ["DEFAULT_STORAGE", "DEFAULT_TRACKING_URI", "JOURNAL_SCHEME", "WORKERS_STORAGE",
+           "absolute_uri", "dispose_engine", "local_path", "open_storage", "redact"]
 
 JOURNAL_SCHEME = "journal:///"
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"  # the study's, for one process
+WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # the study's, for --workers > 1
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # MLflow's; artifacts in mlruns/artifacts
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
@@ -127,3 +131,12 @@ def open_storage(url: str) -> BaseStorage:
         return storage
     except Exception as exc:
         raise UsageError("storage", redact(url), f"use a reachable database ({exc})") from None
+
+
+def dispose_engine(holder: object) -> None:
+    """Close the connections of ``holder``'s SQLAlchemy engine, if it has one (MLflow's SQL
+    store, Optuna's RDBStorage): its pool is replaced by an empty one, which reconnects on
+    demand."""
+    engine = getattr(holder, "engine", None)
+    if engine is not None:
+        engine.dispose()

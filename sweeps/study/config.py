@@ -6,24 +6,23 @@ field, the bad value and what is allowed.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sweeps import checks
 from sweeps.errors import UsageError
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.storage.backends import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from sweeps.study.pruners import DEFAULT_PRUNER, PRUNERS
+from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
 
-__all__ = ["PRUNERS", "SAMPLERS", "WORKERS_STORAGE", "SweepConfig", "load_toml", "parse_kv"]
+__all__ = ["SweepConfig", "field_names", "load_toml", "parse_kv", "split_names"]
 
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
-PRUNERS = ("median", "hyperband", "none")
-DEVICES = ("auto", "cpu", "cuda")
 LR_RANGES = ("fixed", "auto")
-WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # default storage for --workers > 1
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 NAME_RULE = "use 1-100 letters, digits, '_', '.', '-', starting with a letter or digit"
 
@@ -40,12 +39,12 @@ class SweepConfig:
     lr_min: float | None = None  # lower lr bound for every optimizer; default per optimizer
     lr_max: float | None = None  # upper lr bound for every optimizer; default per optimizer
     lr_range: str = "fixed"  # fixed: the bounds above; auto: centred on an LR range test
-    sampler: str = "tpe"  # tpe, random, grid, cmaes or qmc
-    pruner: str = "median"  # median, hyperband or none
+    sampler: str = DEFAULT_SAMPLER  # a name of SAMPLERS
+    pruner: str = DEFAULT_PRUNER  # a name of PRUNERS
     prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
     seed: int = 0  # sampler seed
-    storage: str = "sqlite:///mlruns/optuna.db"  # Optuna storage (sqlite, postgresql, journal)
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLflow tracking URI
+    storage: str = DEFAULT_STORAGE  # Optuna storage (sqlite, postgresql, journal)
+    tracking_uri: str = DEFAULT_TRACKING_URI  # MLflow tracking URI
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow
     workers: int = 1  # worker processes on this machine
@@ -66,30 +65,30 @@ class SweepConfig:
 
     def validated(self) -> SweepConfig:
         """This config, or ``UsageError`` for the first bad field."""
-        _names("optimizers", self.optimizers, OPTIMIZERS)
-        _names("schedulers", self.schedulers, SCHEDULERS)
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("pruner", self.pruner, PRUNERS)
-        _choice("device", self.device, DEVICES)
-        _choice("lr-range", self.lr_range, LR_RANGES)
+        checks.names("optimizers", self.optimizers, OPTIMIZERS)
+        checks.names("schedulers", self.schedulers, SCHEDULERS)
+        checks.choice("sampler", self.sampler, SAMPLERS)
+        checks.choice("pruner", self.pruner, PRUNERS)
+        checks.choice("device", self.device, checks.DEVICES)
+        checks.choice("lr-range", self.lr_range, LR_RANGES)
         if self.lr_range == "auto" and (self.lr_min or self.lr_max):
             raise UsageError("lr-range", self.lr_range, "use fixed with --lr-min/--lr-max")
-        _at_least("n-trials", self.n_trials, 1)
-        _at_least("log-every", self.log_every, 1)
-        _at_least("workers", self.workers, 1)
-        _at_least("batch", self.batch, 1)
+        checks.at_least("n-trials", self.n_trials, 1)
+        checks.at_least("log-every", self.log_every, 1)
+        checks.at_least("workers", self.workers, 1)
+        checks.at_least("batch", self.batch, 1)
         if self.epochs is not None:
-            _at_least("epochs", self.epochs, 1)
+            checks.at_least("epochs", self.epochs, 1)
         for name in ("lr_min", "lr_max"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise UsageError(name.replace("_", "-"), value, "use a finite number > 0")
+            if value is not None:
+                checks.positive(name.replace("_", "-"), value)
         if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
             raise UsageError("lr-min", self.lr_min, f"use a value below lr-max ({self.lr_max})")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
             raise UsageError("seed", self.seed, "use an integer from 0 to 2**32 - 1")
         if self.export is not None:
-            _writable_file("export", self.export)
+            checks.writable_file("export", self.export)
         if self.timeout is not None and not self.timeout > 0:
             raise UsageError("timeout", self.timeout, "use a number of seconds > 0")
         for label, given in (("study", self.study), ("experiment", self.experiment)):
@@ -169,27 +168,3 @@ def parse_kv(items: list[str], label: str = "objective-arg") -> dict[str, str]:
             raise UsageError(label, item, "use KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
-
-
-def _writable_file(label: str, path: str) -> None:
-    target = Path(path)
-    if target.is_dir() or not target.parent.is_dir():
-        raise UsageError(label, path, "use a file path in an existing folder")
-
-
-def _names(label: str, names: tuple[str, ...], allowed: dict[str, Any]) -> None:
-    if not names:
-        raise UsageError(label, "", f"use one or more of {', '.join(allowed)}")
-    for name in names:
-        if name not in allowed:
-            raise UsageError(label, name, f"use one or more of {', '.join(allowed)}")
-
-
-def _choice(label: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UsageError(label, value, f"use one of {', '.join(allowed)}")
-
-
-def _at_least(label: str, value: int, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(label, value, f"use an integer >= {low}")

@@ -5,7 +5,7 @@ Optuna's own heartbeat exists only for RDB storages and is checked only inside
 user attribute) at most every ``HEARTBEAT_S`` seconds. A RUNNING trial is stale when its
 process is gone (same machine: the pid no longer exists) or its heartbeat is older than
 ``GRACE_S`` (any machine). Stale trials become FAIL with the ``interrupted`` attribute, which
-keeps them out of the study's count of finished trials, and their MLflow runs become KILLED.
+keeps them out of the study's count of finished trials, and their tracked runs are closed.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from sweeps.study.results import INTERRUPTED_ATTR, RUN_ID_ATTR
+
 if TYPE_CHECKING:
     import optuna
 
-    from tracking.study_run import StudyTracker
+    from sweeps.study.tracker import RunState, SweepTracker
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "INTERRUPTED_ATTR", "Heartbeat", "reap_stale"]
+__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeat", "reap_stale"]
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
 HEARTBEAT_ATTR = "heartbeat"
 HEARTBEAT_S = 5.0  # seconds between two heartbeats of a running trial
 GRACE_S = 60.0  # a heartbeat older than this marks the trial's process as dead
@@ -55,17 +56,15 @@ def is_stale(trial: optuna.trial.FrozenTrial, now: float, grace: float = GRACE_S
     return now - float(beat if beat is not None else started) > grace
 
 
-def reap_stale(study: optuna.Study, tracker: StudyTracker, *,
+def reap_stale(study: optuna.Study, tracker: SweepTracker, *,
                close_orphan_runs: bool = False) -> list[int]:
     """Fail the stale RUNNING trials of ``study``; returns their numbers.
 
-    With ``close_orphan_runs``, also end MLflow runs still RUNNING whose trial has ended
-    (a process killed between Optuna's tell and MLflow's set_terminated).
+    With ``close_orphan_runs``, also close runs still open whose trial has ended (a process
+    killed between Optuna's tell and closing the run).
     """
     import optuna
     from optuna.trial import TrialState
-
-    from tracking.study_run import RUN_STATUS
 
     now = time.time()
     reaped = []
@@ -78,37 +77,27 @@ def reap_stale(study: optuna.Study, tracker: StudyTracker, *,
             study.tell(t.number, state=TrialState.FAIL)
         except ValueError:  # another worker reaped it first
             continue
-        run_id = t.user_attrs.get("mlflow_run_id")
+        run_id = t.user_attrs.get(RUN_ID_ATTR)
         if run_id:
-            tracker.client.set_tag(run_id, "state", "interrupted")
-            tracker.client.set_terminated(run_id, status=RUN_STATUS["interrupted"])
+            tracker.end_run(run_id, "interrupted")
         log.warning("trial %d was left RUNNING by a dead process; marked FAIL", t.number)
         reaped.append(t.number)
     if close_orphan_runs:
-        _close_orphan_runs(study, tracker)
+        trials = {str(t.number): t for t in study.get_trials(deepcopy=False)}
+        tracker.end_orphan_runs(lambda number: _run_state(trials.get(number)))
     return reaped
 
 
-def _close_orphan_runs(study: optuna.Study, tracker: StudyTracker) -> None:
+def _run_state(trial: optuna.trial.FrozenTrial | None) -> RunState | None:
+    """How the run of ``trial`` ended (None: the trial is unknown or still running)."""
     from optuna.trial import TrialState
 
-    from tracking.study_run import RUN_STATUS
-
-    trials = {str(t.number): t for t in study.get_trials(deepcopy=False)}
-    client = tracker.client
-    for run in client.search_runs([tracker.experiment_id],
-                                  filter_string="attributes.status = 'RUNNING'",
-                                  max_results=50000):
-        trial = trials.get(run.data.tags.get("trial_number", ""))
-        if trial is None or trial.state == TrialState.RUNNING:
-            continue
-        if INTERRUPTED_ATTR in trial.user_attrs:
-            status = RUN_STATUS["interrupted"]
-        else:
-            status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
-                trial.state, "FAILED")
-        client.set_tag(run.info.run_id, "state", trial.state.name.lower())
-        client.set_terminated(run.info.run_id, status=status)
+    if trial is None or trial.state == TrialState.RUNNING:
+        return None
+    if INTERRUPTED_ATTR in trial.user_attrs:
+        return "interrupted"
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(
+        trial.state, "failed")
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""A study's trials as a table, and the exported JSON document of its best trials."""
+"""What a study holds of its trials: the attributes a sweep writes, the trials that count,
+the trials as a table, and the exported JSON document of its best trials."""
 
 from __future__ import annotations
 
@@ -13,16 +14,55 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import UsageError
+from sweeps.storage.backends import dispose_engine
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-__all__ = ["FORMAT", "best_documents", "load_study", "trials_frame", "write_json"]
+    from sweeps.training.loop import TrainResult
+
+__all__ = ["FORMAT", "INTERRUPTED_ATTR", "RUN_ID_ATTR", "SETTINGS_ATTR", "best_documents",
+           "counted_trials", "load_study", "outcome_attrs", "trials_frame", "write_json"]
+
+# Trial and study attributes the sweep writes (stored data: the names do not change).
+INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
+RUN_ID_ATTR = "mlflow_run_id"  # the trial's tracked run
+SETTINGS_ATTR = "lrsweep_settings"  # the study's fixed settings, compared on resume
 
 FORMAT = "lrsweep.best/1"  # the exported document's format tag
 COLUMNS = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_loss",
            "best_loss", "epochs_run", "mean_update_ratio"]
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials that count towards the target (interrupted ones do not)."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False, states=states)
+            if INTERRUPTED_ATTR not in t.user_attrs]
+
+
+def outcome_attrs(result: TrainResult) -> dict[str, Any]:
+    """What a trial keeps in Optuna beside its value, for comparison and export."""
+    import numpy as np
+
+    ratio = result.history.update_ratio
+    finite = ratio[np.isfinite(ratio)]
+    attrs: dict[str, Any] = {
+        "final_loss": result.final_loss if math.isfinite(result.final_loss) else None,
+        "best_loss": result.best_loss if math.isfinite(result.best_loss) else None,
+        "epochs_run": result.epochs_run,
+        "mean_update_ratio": float(finite.mean()) if len(finite) else None,
+    }
+    if result.verdict is not None:
+        attrs["verdict"] = result.verdict.name
+        attrs["verdict_reason"] = result.verdict.reason
+    if result.failure is not None:
+        attrs["failure"] = result.failure
+        attrs["failure_epoch"] = result.failure_epoch
+    return attrs
 
 
 def load_study(storage_url: str, name: str) -> optuna.Study:
@@ -38,9 +78,7 @@ def opened_study(storage_url: str, name: str) -> Iterator[optuna.Study]:
     try:
         yield study
     finally:
-        engine = getattr(storage, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        dispose_engine(storage)
 
 
 def _load(storage_url: str, name: str) -> tuple[optuna.Study, Any]:
@@ -59,9 +97,7 @@ def _load(storage_url: str, name: str) -> tuple[optuna.Study, Any]:
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         listed = ", ".join(names) if names else "none"
-        engine = getattr(storage, "engine", None)
-        if engine is not None:
-            engine.dispose()
+        dispose_engine(storage)
         raise UsageError("study", name, f"use an existing study in {redact(storage_url)} "
                                         f"({listed})") from None
 
@@ -72,11 +108,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("interrupted") == "surplus":  # drawn after the target was met
+        if t.user_attrs.get(INTERRUPTED_ATTR) == "surplus":  # drawn after the target was met
             continue
         hp = t.user_attrs.get("hparams", {})
         state = t.state.name
-        if "interrupted" in t.user_attrs:
+        if INTERRUPTED_ATTR in t.user_attrs:
             state = "INTERRUPTED"
         rows.append({
             "trial": t.number, "state": state, "verdict": t.user_attrs.get("verdict"),
@@ -86,7 +122,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "epochs_run": t.user_attrs.get("epochs_run"),
             "mean_update_ratio": t.user_attrs.get("mean_update_ratio"),
             "failure": t.user_attrs.get("failure"),
-            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "mlflow_run_id": t.user_attrs.get(RUN_ID_ATTR),
         })
     return pd.DataFrame(rows, columns=[*COLUMNS, "failure", "mlflow_run_id"])
 
@@ -100,7 +136,7 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
     if not complete:
         raise UsageError("study", study.study_name, "it has no completed trial to export yet")
     complete.sort(key=lambda t: (t.value, t.number))
-    settings = study.user_attrs.get("lrsweep_settings", {})
+    settings = study.user_attrs.get(SETTINGS_ATTR, {})
     return [{
         "format": FORMAT,
         "study": study.study_name,
@@ -112,7 +148,7 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
         "seed": study.user_attrs.get("seed"),
         "device": t.user_attrs.get("device"),
         "params": t.user_attrs.get("hparams", {}),
-        "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+        "mlflow_run_id": t.user_attrs.get(RUN_ID_ATTR),
         "versions": versions(),
     } for t in complete[:top]]
 

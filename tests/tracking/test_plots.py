@@ -18,6 +18,7 @@ from mlflow.entities import Metric
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from sweeps.optim.optimizers import OPTIMIZERS as TOOL_OPTIMIZERS
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import train
 from sweeps.study.results import trials_frame
@@ -169,7 +170,7 @@ def test_update_ratio_threshold_is_a_parameter(histories: dict[str, EpochStats])
 def test_loss_vs_lr_has_one_series_per_optimizer_and_marks_pruned_and_failed(
         study: optuna.Study) -> None:
     frame = trials_frame(study)
-    fig = plots.loss_vs_lr(frame)
+    fig = plots.loss_vs_lr(frame, order=tuple(TOOL_OPTIMIZERS))
     ax = only_axes(fig)
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("learning rate", "final loss")
@@ -192,8 +193,8 @@ def test_loss_vs_lr_has_one_series_per_optimizer_and_marks_pruned_and_failed(
     np.testing.assert_array_equal(drawn["_adam failed"].get_paths()[0].vertices,
                                   cross.get_path().transformed(cross.get_transform()).vertices)
     # each optimizer keeps one colour across its completed, pruned and failed trials
-    colors = plots.optimizer_colors(OPTIMIZERS)
-    assert colors == {"sgd": "C0", "adam": "C3"}  # their slots in sweeps.optimizers.OPTIMIZERS
+    colors = plots.optimizer_colors(OPTIMIZERS, order=tuple(TOOL_OPTIMIZERS))
+    assert colors == {"sgd": "C0", "adam": "C3"}  # their slots in the tool's OPTIMIZERS
 
 
 def test_loss_vs_lr_leaves_out_trials_still_running() -> None:
@@ -270,7 +271,7 @@ def test_write_sweep_plots_writes_five_png_files(
         study: optuna.Study, histories: dict[str, EpochStats], seed: dict[str, EpochStats],
         tmp_path: Path) -> None:
     out = tmp_path / "plots"
-    paths = plots.write_sweep_plots(study, histories, seed, out)
+    paths = plots.write_sweep_plots(study, histories, seed, out, trials_frame(study))
     assert [p.name for p in paths] == ["loss_curves.png", "update_ratio.png", "loss_vs_lr.png",
                                        "optimization_history.png", "param_importances.png"]
     assert sorted(out.iterdir()) == sorted(paths)

@@ -14,7 +14,7 @@ from sweeps.cli import export
 from sweeps.cli import run
 from sweeps.cli import train
 from sweeps.study.results import load_study
-from sweeps.study.sweep import counted_trials
+from sweeps.study.results import counted_trials
 
 
 def test_seed_case_read_back_from_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,9 +1,11 @@
-"""The sweep's plots, drawn in a child process.
+"""The sweep's plots, drawn in a child process, and what the sweep keeps for them.
 
 Matplotlib and the figures would add about 150 MiB to the sweep process at its very end, and
 importing it would add seconds; the child imports it while the sweep still trains. Curves of
-the top trials come from the sweep's memory (``histories``: run id -> EpochStats), read back
-from MLflow only for trials an earlier run of a resumed study (or a helper worker) trained.
+the top trials come from the sweep's memory (``BestCurves``), read back from MLflow only for
+trials an earlier run of a resumed study (or a helper worker) trained. The reference run (the
+seed's configuration, drawn dashed for contrast) rides in the sweep's first batch; the child
+trains it only where no batch carried it.
 """
 
 from __future__ import annotations
@@ -13,26 +15,42 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeps.study.sweep import Rider, SweepListener, TrialOutcome
 from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import train
 
 if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
 
     from objectives import Objective
+    from sweeps.study.sweep import Sweep
     from sweeps.training.stats import EpochStats
 
-__all__ = ["REFERENCE", "Plotter", "write_report"]
+__all__ = ["REFERENCE", "BestCurves", "SweepPlots", "write_report"]
 
 REFERENCE = Hyperparams("sgd", 0.01)  # the seed's configuration, drawn dashed for contrast
 
 
-class Plotter:
+class BestCurves(SweepListener):
+    """The statistics of the ``keep`` best completed trials, by run id."""
+
+    def __init__(self, keep: int = 5) -> None:
+        self.keep = keep
+        self.histories: dict[str, EpochStats] = {}
+        self._loss: dict[str, float] = {}
+
+    def trial_done(self, outcome: TrialOutcome) -> None:
+        if outcome.result.status != "complete":
+            return
+        self.histories[outcome.run_id] = outcome.result.history
+        self._loss[outcome.run_id] = outcome.result.final_loss
+        for worst in sorted(self._loss, key=self._loss.__getitem__)[self.keep:]:
+            del self.histories[worst], self._loss[worst]
+
+
+class SweepPlots:
     """A child process started with the sweep. While the sweep trains, it imports matplotlib
-    on the other core; at the end only drawing is left. The sweep trains the reference run
-    as one more row of its first batch and hands it over (``reference``); without it, the
-    child trains it before drawing."""
+    on the other core; at the end only drawing is left."""
 
     def __init__(self, objective_name: str, objective_args: dict[str, Any], epochs: int,
                  device: str = "cpu") -> None:
@@ -41,24 +59,28 @@ class Plotter:
         args = {k: str(v) for k, v in objective_args.items()}
         self._objective = (objective_name, args, epochs, device)
         self._pool.submit(_warm_up)
+        self.curves = BestCurves()
+        self.reference = Rider(REFERENCE)
+
+    def attach(self, sweep: Sweep) -> None:
+        """Keep the sweep's best curves, and train the reference run in its next batch."""
+        sweep.listeners.append(self.curves)
+        sweep.riders.append(self.reference)
 
     def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
-              out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
-              reference: EpochStats | None = None, top: int = 5) -> list[Path]:
+              out_dir: str | Path, *, top: int = 5) -> list[Path]:
         """Write the five sweep plots into ``out_dir``: loss and update-ratio curves of the
         ``top`` trials and of the reference run, final loss against lr, the optimisation
         history and the parameter importances."""
-        future = self.submit(study, storage_url, client, out_dir, histories=histories,
-                             reference=reference, top=top)
-        return [Path(p) for p in future.result()]
+        return [Path(p) for p in self.submit(study, storage_url, client, out_dir,
+                                             top=top).result()]
 
     def submit(self, study: optuna.Study, storage_url: str, client: MlflowClient,
-               out_dir: str | Path, *, histories: dict[str, EpochStats] | None = None,
-               reference: EpochStats | None = None, top: int = 5) -> Future[list[str]]:
+               out_dir: str | Path, *, top: int = 5) -> Future[list[str]]:
         """``write`` without waiting: the child draws while the caller does other work."""
-        from .plots import histories_by_run, top_run_ids
+        from tracking.plots import histories_by_run, top_run_ids
 
-        known = histories or {}
+        known = self.curves.histories
         labelled = top_run_ids(study, top)
         # Curves the sweep did not keep are read here: in the child, MLflow's store would
         # add about 250 MiB to a process that otherwise never opens it.
@@ -67,28 +89,28 @@ class Plotter:
         curves = {label: known.get(run) or read[label] for label, run in labelled.items()}
         label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
         return self._pool.submit(_draw, storage_url, study.study_name, curves,
-                                 {label: reference}, self._objective, str(out_dir))
+                                 {label: self.reference.history}, self._objective,
+                                 str(out_dir))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
-                 objective: Objective, epochs: int, out_dir: str | Path, *,
-                 histories: dict[str, EpochStats] | None = None, top: int = 5,
+                 objective: Objective, epochs: int, out_dir: str | Path, *, top: int = 5,
                  device: str = "cpu") -> list[Path]:
-    """``Plotter.write`` in one call (for a study whose sweep has ended)."""
-    plotter = Plotter(objective.name, objective.arguments(), epochs, device)
+    """``SweepPlots.write`` in one call (for a study whose sweep has ended)."""
+    plots = SweepPlots(objective.name, objective.arguments(), epochs, device)
     try:
-        return plotter.write(study, storage_url, client, out_dir, histories=histories,
-                             top=top)
+        return plots.write(study, storage_url, client, out_dir, top=top)
     finally:
-        plotter.close()
+        plots.close()
 
 
 def _reference(name: str, args: dict[str, str], epochs: int, device: str) -> EpochStats:
     """The reference run's statistics, trained in the child (when no batch carried it)."""
     from objectives import build
+    from sweeps.training.loop import train
 
     objective = build(name, args, from_file=True)
     return train(objective, REFERENCE, epochs, device=device).history
@@ -96,16 +118,15 @@ def _reference(name: str, args: dict[str, str], epochs: int, device: str) -> Epo
 
 def _warm_up() -> None:
     """Pay drawing's first-use costs while the sweep still trains: the imports (Optuna's
-    importances bring in scikit-learn's forests, about 1 s), and matplotlib's fonts and PNG
-    renderer, loaded by the first figure saved (about 0.3 s)."""
+    importances bring in scikit-learn's forests), and matplotlib's fonts and PNG renderer,
+    loaded by the first figure saved."""
     import io
 
     import numpy as np
     import optuna.importance  # noqa: F401
 
     from sweeps.study.results import opened_study  # noqa: F401
-
-    from .plots import Curve, loss_curves
+    from tracking.plots import Curve, loss_curves
 
     line = Curve(np.arange(2.0), np.ones(2))
     figure = loss_curves({"warm-up": {"loss": line}})
@@ -118,11 +139,12 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     """In the child: train the reference if not given, draw."""
     import optuna
 
-    from sweeps.study.results import opened_study
-
-    from .plots import write_sweep_plots
+    from sweeps.optim.optimizers import OPTIMIZERS
+    from sweeps.study.results import opened_study, trials_frame
+    from tracking.plots import write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trained = {k: v if v is not None else _reference(*objective) for k, v in reference.items()}
     with opened_study(storage_url, study_name) as study:
-        return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir)]
+        return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir,
+                                                  trials_frame(study), tuple(OPTIMIZERS))]

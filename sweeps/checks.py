@@ -1,0 +1,72 @@
+"""The checks every command applies to its input, before anything is written. Each raises
+``UsageError`` naming the field, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from sweeps.errors import UsageError
+
+__all__ = ["DEVICES", "at_least", "choice", "names", "number", "positive", "resolve_device",
+           "writable_file"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def choice(field: str, value: object, allowed: Iterable[str]) -> None:
+    """``value`` is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise UsageError(field, value, f"use one of {', '.join(allowed)}")
+
+
+def names(field: str, values: tuple[str, ...], allowed: Iterable[str]) -> None:
+    """``values`` is one or more of ``allowed``."""
+    allowed = tuple(allowed)
+    for value in values or ("",):
+        if value not in allowed:
+            raise UsageError(field, value, f"use one or more of {', '.join(allowed)}")
+
+
+def at_least(field: str, value: object, low: int) -> None:
+    """``value`` is an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(field, value, f"use an integer >= {low}")
+
+
+def positive(field: str, value: float) -> None:
+    """``value`` is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (math.isfinite(value) and value > 0):
+        raise UsageError(field, value, "use a finite number > 0")
+
+
+def number(field: str, raw: str) -> float:
+    """``raw`` read as a number."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(field, raw, "use a number") from None
+
+
+def writable_file(field: str, path: str, suffix: str | None = None) -> None:
+    """``path`` names a file (ending in ``suffix``, if given) in an existing folder."""
+    target = Path(path)
+    if suffix is not None and target.suffix.lower() != suffix:
+        raise UsageError(field, path, f"use a file name ending in {suffix}")
+    if target.is_dir() or not target.parent.is_dir():
+        raise UsageError(field, path, "use a file path in an existing folder")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` as ``cuda`` where CUDA is available, else ``cpu``; ``cuda`` only there."""
+    choice("device", name, DEVICES)
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device", name, "CUDA is not available here; use auto or cpu")
+    return name

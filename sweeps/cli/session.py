@@ -1,0 +1,113 @@
+"""A sweep with everything around it, put together: the objective, the study, MLflow tracking
+with the study's parent run, and the plots. The one place where the study and tracking meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+    from objectives import Objective
+    from sweeps.cli.parent_run import ParentRun
+    from sweeps.cli.sweep_plots import SweepPlots
+    from sweeps.study.config import SweepConfig
+    from sweeps.study.space import SearchSpace
+    from sweeps.study.sweep import Sweep
+    from tracking.study_run import StudyTracker
+
+__all__ = ["SweepSession", "open_session", "run_helper"]
+
+
+@dataclass
+class SweepSession:
+    config: SweepConfig
+    sweep: Sweep
+    tracker: StudyTracker
+    parent: ParentRun
+    storage: BaseStorage  # the study's, as opened (see ``close_stores``)
+    plots: SweepPlots | None  # None: --no-plots
+
+    def finish(self, status: str) -> None:
+        """Close every run, the parent run last (with the plots)."""
+        try:
+            self.parent.finish(status, storage_url=self.config.storage, plots=self.plots,
+                               export=self.config.export)
+        finally:
+            if self.plots is not None:
+                self.plots.close()
+                self.plots = None
+
+    def close_stores(self) -> None:
+        """Close the database connections of the study and of MLflow now, rather than
+        whenever the interpreter frees them (a SQLite file then holds everything, its
+        write-ahead log folded in). They reopen if used again."""
+        from sweeps.storage.backends import dispose_engine
+        from tracking.study_run import close_store
+
+        close_store(self.tracker.client)
+        dispose_engine(self.storage)
+
+
+def open_session(config: SweepConfig) -> SweepSession:
+    """Everything a sweep needs, checked before anything is written."""
+    from mlflow import MlflowClient
+
+    from objectives import build
+    from sweeps.checks import resolve_device
+    from sweeps.cli.parent_run import ParentRun
+    from sweeps.cli.sweep_plots import SweepPlots
+    from sweeps.storage.backends import absolute_uri, open_storage
+    from sweeps.study.opening import auto_space, open_study, search_space
+    from sweeps.study.reaper import reap_stale
+    from sweeps.study.sweep import Sweep
+    from tracking.preflight import check_tracking
+    from tracking.study_run import StudyTracker
+
+    objective = build(config.objective, config.objective_args)
+    epochs = config.epochs or objective.default_epochs
+    device = resolve_device(config.device)
+    check_tracking(config.tracking_uri)
+    space = search_space(config, epochs)
+    storage = open_storage(config.storage)
+    study = open_study(config, objective, epochs, space, storage)
+    tests: dict[str, Any] = {}
+    if config.lr_range == "auto":
+        space, tests = auto_space(study, space, objective, device,
+                                  enqueue=config.sampler != "grid")
+    tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
+    tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
+                           config.experiment_name, config.log_every)
+    parent = ParentRun(tracker, study, _parent_params(config, space, objective, epochs),
+                       config.seed)
+    if tests:
+        parent.log_range_tests(tests)
+    sweep = Sweep(config, objective, epochs, device, study, space, tracker)
+    reap_stale(study, tracker, close_orphan_runs=True)
+    plots = None
+    if config.plots:
+        plots = SweepPlots(objective.name, objective.arguments(), epochs, device)
+        plots.attach(sweep)
+    return SweepSession(config, sweep, tracker, parent, storage, plots)
+
+
+def run_helper(config: SweepConfig) -> None:
+    """A helper worker's part of the sweep (``sweeps.parallel.workers``): its trials until
+    the study holds its target; the main process closes the parent run."""
+    from sweeps.cli.common import setup_logging
+
+    setup_logging(True)  # the main process shows progress and the summary
+    session = open_session(config)
+    try:
+        session.sweep.run()
+    finally:
+        session.tracker.close()
+
+
+def _parent_params(config: SweepConfig, space: SearchSpace, objective: Objective,
+                   epochs: int) -> dict[str, Any]:
+    return {**space.describe(), "sampler": config.sampler, "pruner": config.pruner,
+            "seed": config.seed, "n_trials": config.n_trials, "epochs": epochs,
+            "objective": objective.name,
+            **{f"objective.{k}": v for k, v in objective.arguments().items()}}
