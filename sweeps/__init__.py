@@ -1,1 +1,3 @@
-"""Sweeps: search space, optimizers, schedulers, training loop, Optuna study, CLIs."""
+"""lrsweep's sweeps: one subpackage per concept (``training``, ``optim``, ``batched``,
+``diagnostics``, ``study``, ``storage``, ``parallel``, ``cli``); ``python -m sweeps.<command>``
+runs a command. Nothing is imported here, so a command starts fast."""

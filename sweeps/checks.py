@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sweeps.errors import UsageError
 
-__all__ = ["DEVICES", "at_least", "choice", "names", "number", "positive", "resolve_device",
-           "writable_file"]
+__all__ = ["DEVICES", "at_least", "choice", "names", "number", "positive", "readable_text",
+           "resolve_device", "writable_file"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -49,6 +49,14 @@ def number(field: str, raw: str) -> float:
         return float(raw)
     except ValueError:
         raise UsageError(field, raw, "use a number") from None
+
+
+def readable_text(field: str, path: str, kind: str) -> str:
+    """The text of file ``path``, which should hold ``kind`` (JSON, TOML)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(field, path, f"use a readable {kind} file ({type(exc).__name__})")
 
 
 def writable_file(field: str, path: str, suffix: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""``python -m sweeps.diagnose``: why don't my parameters update? Probe one configuration and suggest a learning rate.
+"""``python -m sweeps.diagnose``: why don't my parameters update? Probe one configuration and
+suggest a learning rate.
 
 The command lives in ``sweeps.cli.diagnose``; this module is its entry point."""
 

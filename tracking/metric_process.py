@@ -66,7 +66,7 @@ class MetricProcess:
 
     def close(self) -> list[str]:
         """Flush, then tell the child to stop. Everything is written when this returns; the
-        child's own exit (about 50 ms of interpreter teardown) is not waited for, and as a
+        child's own exit (its interpreter teardown) is not waited for, and as a
         daemon it cannot outlive this process."""
         errors = self.flush() if self.alive else ["the metric writer process died"]
         self._requests.put(None)

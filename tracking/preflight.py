@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 
 from sweeps.errors import UsageError
 from sweeps.storage.backends import redact
 
-__all__ = ["bound_http_retries", "check_tracking"]
-
-
-def bound_http_retries() -> None:
-    """Bound MLflow's HTTP retries (default: ~4 minutes per call to a dead server)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+__all__ = ["check_tracking"]
 
 
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
@@ -25,7 +17,6 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
         if not uri.startswith("sqlite:///") and "://" not in uri:
             raise UsageError("tracking-uri", uri, "use sqlite:///PATH or http(s)://HOST:PORT")
         return
-    bound_http_retries()
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as reply:
             if reply.status == 200:

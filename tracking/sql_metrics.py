@@ -1,13 +1,14 @@
 """Per-epoch metrics written straight into MLflow's ``metrics`` and ``latest_metrics`` tables.
 
-``MlflowClient.log_batch`` costs about 60 microseconds of CPU per value on a SQLite store; a
-10,000-epoch trial logs 50,000 values. A bulk insert of the same rows costs a few
-microseconds each. This module is the only place that writes MLflow's tables directly, and it
-does so only when it is sure of the layout: the database's Alembic revision must equal the
-installed MLflow's head revision, both tables must have exactly the expected columns, and
-SQLite must have its JSON functions (each chunk's values travel as one JSON array per metric).
-Anything else (another revision, an HTTP tracking server, an error) means ``connect`` returns
-None and callers use ``log_batch``. Tests read every value back through ``MlflowClient``.
+``MlflowClient.log_batch`` goes through MLflow's store value by value; a 10,000-epoch trial
+logs 50,000 values. A bulk insert of the same rows costs a small fraction of that
+(``python -m bench --only tracking`` times both). This module is the only place that writes
+MLflow's tables directly, and it does so only when it is sure of the layout: the database's
+Alembic revision must equal the installed MLflow's head revision, both tables must have
+exactly the expected columns, and SQLite must have its JSON functions (each chunk's values
+travel as one JSON array per metric). Anything else (another revision, an HTTP tracking
+server, an error) means ``connect`` returns None and callers use ``log_batch``. Tests read
+every value back through ``MlflowClient``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _as_json(values: np.ndarray) -> tuple[str, float, bool]:
 
 
 # One statement per metric and chunk: the database expands the JSON array into rows, which
-# costs about 15% less than binding one tuple per row.
+# costs less than binding one tuple per row.
 _INSERT = {
     "sqlite": (
         "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
@@ -138,7 +139,7 @@ class SqlMetricSink:
             rows += len(steps) * len(names)
         if not rows:
             return 0
-        # The DBAPI cursor directly: SQLAlchemy's execution layer costs ~1.5 us per row here.
+        # The DBAPI cursor directly: SQLAlchemy's execution layer would add a cost per row.
         if self._connection is None:
             self._connection = self._engine.raw_connection()
         cursor = self._connection.cursor()

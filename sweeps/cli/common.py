@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from objectives import ObjectiveError
-
 from sweeps.errors import UsageError, one_line
 
 __all__ = ["Parser", "add_study_options", "guarded", "run_command", "setup_logging"]
@@ -23,8 +22,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
 
 
+# MLflow's HTTP retries, bounded (its defaults retry a call to a dead server for minutes); a
+# command sets them for its process unless the user has.
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
 def guarded(prog: str, body: Callable[[], int]) -> int:
-    """Run ``body``; a bad input becomes one stderr line and exit status 2."""
+    """Run ``body`` as command ``prog``: a bad input becomes one stderr line and exit status
+    2. MLflow's HTTP retries are bounded first (``HTTP_RETRIES``)."""
+    for name, value in HTTP_RETRIES.items():
+        os.environ.setdefault(name, value)
     try:
         return body()
     except (UsageError, ObjectiveError) as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from sweeps.cli.common import Parser, add_study_options, guarded
-from sweeps.study.config import split_names
 from sweeps.errors import UsageError
+from sweeps.study.config import split_names
 from sweeps.study.results import COLUMNS
 
 __all__ = ["build_parser", "main"]

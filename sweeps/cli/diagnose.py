@@ -122,7 +122,6 @@ def spec_from_args(args: Any) -> DiagnoseSpec:
 def diagnose(spec: DiagnoseSpec) -> Diagnosis:
     """Probe, judge, range-test and combine (no output)."""
     from objectives import build
-
     from sweeps.diagnostics.probe import probe
     from sweeps.diagnostics.range_test import combine, range_test
     from sweeps.training.verdicts import Thresholds, judge, ratio_rule
@@ -168,10 +167,9 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
 
     from mlflow import MlflowClient
 
-    from tracking.study_run import StudyTracker
-
     from sweeps.diagnostics.range_test import plot_range_test
     from sweeps.storage.backends import absolute_uri
+    from tracking.study_run import StudyTracker
 
     client = MlflowClient(tracking_uri=absolute_uri(tracking_uri, create_folder=True))
     tracker = StudyTracker(client, experiment)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.cli.common import Parser, add_study_options, guarded
-from sweeps.study.config import SweepConfig
 from sweeps.errors import UsageError
+from sweeps.study.config import SweepConfig
 
 __all__ = ["main"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sweeps.study.sweep import SweepListener, TrialOutcome
 from sweeps.training.loop import Observer

@@ -1,7 +1,7 @@
 """The sweep's plots, drawn in a child process, and what the sweep keeps for them.
 
-Matplotlib and the figures would add about 150 MiB to the sweep process at its very end, and
-importing it would add seconds; the child imports it while the sweep still trains. Curves of
+Matplotlib and the figures would grow the sweep process at its very end, and importing it
+takes seconds; the child imports it while the sweep still trains. Curves of
 the top trials come from the sweep's memory (``BestCurves``), read back from MLflow only for
 trials an earlier run of a resumed study (or a helper worker) trained. The reference run (the
 seed's configuration, drawn dashed for contrast) rides in the sweep's first batch; the child
@@ -83,7 +83,7 @@ class SweepPlots:
         known = self.curves.histories
         labelled = top_run_ids(study, top)
         # Curves the sweep did not keep are read here: in the child, MLflow's store would
-        # add about 250 MiB to a process that otherwise never opens it.
+        # be loaded into a process that otherwise never opens it.
         missing = {label: run for label, run in labelled.items() if run not in known}
         read: dict[str, Any] = histories_by_run(client, missing) if missing else {}
         curves = {label: known.get(run) or read[label] for label, run in labelled.items()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sweeps import checks
@@ -75,10 +74,9 @@ def spec_from_args(args: Any) -> RunSpec:
 
 def spec_from_export(path: str) -> RunSpec:
     """The run an export describes (plain JSON: nothing in it is executed)."""
+    text = checks.readable_text("params", path, "JSON")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("params", path, f"use a readable JSON file ({type(exc).__name__})")
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError("params", path, f"use valid JSON ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("trials"), list) and data["trials"]:
@@ -133,7 +131,6 @@ def _train(args: Any) -> int:
     import torch
 
     from objectives import build, evaluate
-
     from sweeps.training.loop import train
 
     setup_logging(args.quiet)
@@ -169,11 +166,9 @@ def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[A
     from mlflow import MlflowClient
 
     from objectives import evaluate
-
+    from sweeps.storage.backends import absolute_uri
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
-
-    from sweeps.storage.backends import absolute_uri
 
     check_tracking(args.tracking_uri)
     uri = absolute_uri(args.tracking_uri, create_folder=True)

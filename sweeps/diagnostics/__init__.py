@@ -1,1 +1,10 @@
-"""Why parameters don't move: per-tensor probes, the LR range test, stalled-trial watch."""
+"""Why parameters don't move: a per-tensor probe, the LR range test, ``--lr-range auto``, and
+the watch that stops stalled trials."""
+
+from sweeps.diagnostics.auto_range import AutoRanges, auto_lr_ranges
+from sweeps.diagnostics.probe import ProbeResult, TensorStats, probe
+from sweeps.diagnostics.range_test import LrSuggestion, RangeTestResult, combine, range_test
+from sweeps.diagnostics.stall import StallWatch
+
+__all__ = ["AutoRanges", "LrSuggestion", "ProbeResult", "RangeTestResult", "StallWatch",
+           "TensorStats", "auto_lr_ranges", "combine", "probe", "range_test"]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from objectives import Objective
-
     from sweeps.diagnostics.range_test import RangeTestResult
 
 __all__ = ["AUTO_DECADES", "AutoRanges", "auto_lr_ranges"]
@@ -37,8 +36,8 @@ class AutoRanges:
 def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
                    device: str = "cpu", decades: float = AUTO_DECADES) -> AutoRanges:
     """Run a range test per optimizer; intervals ``decades`` either side of each result."""
-    from sweeps.optim.optimizers import OPTIMIZERS
     from sweeps.diagnostics.range_test import combine, range_test
+    from sweeps.optim.optimizers import OPTIMIZERS
 
     ranges: dict[str, tuple[float, float]] = {}
     tests: dict[str, RangeTestResult] = {}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
 from sweeps import checks
@@ -109,10 +108,9 @@ def field_names() -> list[str]:
 
 def load_toml(path: str) -> dict[str, Any]:
     """Keys of a TOML config file, checked against ``SweepConfig``'s fields and types."""
+    text = checks.readable_text("config", path, "TOML")
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError("config", path, f"use a readable TOML file ({exc.__class__.__name__})")
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError("config", path, f"use valid TOML ({exc})") from None
     known = {f.name: f for f in fields(SweepConfig)}

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.cli import export
-from sweeps.cli import run
+from sweeps.cli import export, run
 from sweeps.study.results import load_study
 from sweeps.training.stats import EPOCH_METRICS
 

@@ -19,9 +19,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweeps.optim.optimizers import OPTIMIZERS as TOOL_OPTIMIZERS
+from sweeps.study.results import trials_frame
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import train
-from sweeps.study.results import trials_frame
 from sweeps.training.stats import EpochStats
 from tests.toy_objectives import Quadratic
 from tracking import plots

@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from sweeps.cli import export
-from sweeps.cli import run
-from sweeps.cli import train
-from sweeps.study.results import load_study
-from sweeps.study.results import counted_trials
+from sweeps.cli import export, run, train
+from sweeps.study.results import counted_trials, load_study
 
 
 def test_seed_case_read_back_from_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
