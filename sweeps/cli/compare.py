@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sweeps import checks
 from sweeps.cli.common import Parser, add_study_options, guarded
 from sweeps.errors import UsageError
 from sweeps.study.config import split_names
@@ -45,19 +46,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: Any) -> None:
-    from pathlib import Path
-
-    if args.sort not in COLUMNS:
-        raise UsageError("sort", args.sort, f"use one of {', '.join(COLUMNS)}")
-    if args.top is not None and args.top < 1:
-        raise UsageError("top", args.top, "use an integer >= 1")
-    for name in (args.state or ()):
+    checks.choice("sort", args.sort, COLUMNS)
+    if args.top is not None:
+        checks.at_least("top", args.top, 1)
+    for name in args.state or ():
         if name.upper() not in STATES:
             raise UsageError("state", name, f"use one or more of {', '.join(STATES)}")
     for label in ("csv", "json"):
         path = getattr(args, label)
-        if path and (Path(path).is_dir() or not Path(path).parent.is_dir()):
-            raise UsageError(label, path, "use a file path in an existing folder")
+        if path:
+            checks.writable_file(label, path)
 
 
 def select(frame: Any, args: Any) -> Any:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sweeps import checks
 from sweeps.cli.common import Parser, add_study_options, guarded
 from sweeps.errors import UsageError
 from sweeps.study.config import SweepConfig
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args: Any) -> int:
     from sweeps.study.results import best_documents, dumps, opened_study, write_json
 
-    if args.top < 1:
-        raise UsageError("top", args.top, "use an integer >= 1")
+    checks.at_least("top", args.top, 1)
     if args.plots and args.out == "-":
         raise UsageError("plots", "--out -", "give --out a file path to write plots beside")
     if args.out != "-" and Path(args.out).exists() and not args.force:
