@@ -1,6 +1,6 @@
-"""Optuna storage from a URL: ``sqlite:///``, ``postgresql://`` (any SQLAlchemy URL) or
-``journal:///path/to/file.journal`` (Optuna's JournalStorage file backend, for several
-processes on one machine)."""
+"""Optuna storage from a URL: ``sqlite:///PATH``, ``postgresql://...`` (with any driver,
+``postgresql+psycopg2://...``) or ``journal:///PATH`` (Optuna's JournalStorage file backend,
+for several processes on one machine); and URLs with their passwords masked."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ JOURNAL_SCHEME = "journal:///"
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"  # the study's, for one process
 WORKERS_STORAGE = "journal:///mlruns/optuna.journal"  # the study's, for --workers > 1
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"  # MLflow's; artifacts in mlruns/artifacts
-_SQL_SCHEMES = ("sqlite", "postgresql", "mysql")
+_SQL_SCHEMES = ("sqlite", "postgresql")
+_WEB_SCHEMES = ("http", "https")  # an MLflow tracking server
 
 
 def local_path(url: str) -> Path | None:
@@ -98,7 +99,31 @@ def drop_torn_tail(path: Path, lock: Any) -> None:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs, tags and messages)."""
+    """``url`` with its password, if it has one, shown as ``***`` (for logs, tags, messages).
+
+    SQLAlchemy renders a database URL with its password hidden. A web URL (``http(s)://``),
+    text SQLAlchemy cannot parse, and a password holding an unquoted ``@`` (SQLAlchemy ends
+    the password at the first ``@``, ``urllib`` at the last) keep every other character.
+    """
+    if url.partition("://")[0].lower() not in _WEB_SCHEMES:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):  # a path, a name, a port that is not a number
+            pass
+        else:
+            if parsed.password is None:
+                return url  # as given, not re-rendered
+            if "@" not in (parsed.host or ""):
+                return parsed.render_as_string(hide_password=True)
+    return _mask_userinfo_password(url)
+
+
+def _mask_userinfo_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` (split as ``urllib`` does)
+    replaced by ``***``."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)

@@ -1,11 +1,20 @@
-"""Trials left RUNNING by processes that died: found by heartbeat, failed, runs closed.
+"""Trials left RUNNING by processes that died: found, failed, their runs closed.
 
-Optuna's own heartbeat exists only for RDB storages and is checked only inside
-``optimize()``; this one works for every storage. A running trial writes its heartbeat (a
-user attribute) at most every ``HEARTBEAT_S`` seconds. A RUNNING trial is stale when its
-process is gone (same machine: the pid no longer exists) or its heartbeat is older than
-``GRACE_S`` (any machine). Stale trials become FAIL with the ``interrupted`` attribute, which
-keeps them out of the study's count of finished trials, and their tracked runs are closed.
+A running trial writes its heartbeat (a user attribute) at most every ``HEARTBEAT_S``
+seconds. A RUNNING trial is stale when its process is gone (same machine: its pid no longer
+exists, so a killed worker's trial is failed at the next look) or its heartbeat, or its start
+if it has none yet, is older than ``GRACE_S`` (any machine; their clocks must agree to well
+within ``GRACE_S``). A stale trial gets the ``interrupted`` attribute, which keeps it out of
+the study's count of finished trials, then becomes FAIL; its tracked run is closed as
+interrupted.
+
+Optuna's own heartbeat (``RDBStorage(heartbeat_interval=..., grace_period=...)`` and
+``optuna.storages.fail_stale_trials``) is not used, for RDB storages either:
+``fail_stale_trials`` makes the trial FAIL itself, after which Optuna refuses any attribute
+(``UpdateFinishedTrialError``), so the trial would count as finished and its run close as
+failed; a trial whose process died before its first heartbeat stays RUNNING for good; every
+``study.ask()`` on such a storage warns that the heartbeat is meant for ``optimize()``; and
+the journal storage and the pid check would still need this module.
 """
 
 from __future__ import annotations
@@ -46,14 +55,14 @@ class Heartbeat:
             self.last = now
 
 
-def is_stale(trial: optuna.trial.FrozenTrial, now: float, grace: float = GRACE_S) -> bool:
-    """True if the process running ``trial`` is known dead or silent for ``grace`` seconds."""
+def is_stale(trial: optuna.trial.FrozenTrial, now: float) -> bool:
+    """True if the process running ``trial`` is known dead or silent for ``GRACE_S``."""
     host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
         return True
     beat = trial.user_attrs.get(HEARTBEAT_ATTR)
     started = trial.datetime_start.timestamp() if trial.datetime_start else now
-    return now - float(beat if beat is not None else started) > grace
+    return now - float(beat if beat is not None else started) > GRACE_S
 
 
 def reap_stale(study: optuna.Study, tracker: SweepTracker, *,
@@ -71,12 +80,11 @@ def reap_stale(study: optuna.Study, tracker: SweepTracker, *,
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(t, now):
             continue
-        handle = optuna.trial.Trial(study, t._trial_id)
-        handle.set_user_attr(INTERRUPTED_ATTR, "worker died")
         try:
+            optuna.trial.Trial(study, t._trial_id).set_user_attr(INTERRUPTED_ATTR, "worker died")
             study.tell(t.number, state=TrialState.FAIL)
-        except ValueError:  # another worker reaped it first
-            continue
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another process (or this one's watcher thread) reaped it first
         run_id = t.user_attrs.get(RUN_ID_ATTR)
         if run_id:
             tracker.end_run(run_id, "interrupted")
@@ -101,8 +109,6 @@ def _run_state(trial: optuna.trial.FrozenTrial | None) -> RunState | None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
