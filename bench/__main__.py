@@ -1,6 +1,6 @@
 """Run the benchmark suite and print its table; the JSON goes to ``--out``.
 
-    python -m bench                 # the full suite (10+ minutes on 2 cores)
+    python -m bench                 # the full suite (about 25 minutes on 2 cores)
     python -m bench --quick         # reduced sizes: a smoke run of every section
     python -m bench --only tracking,cli
 """

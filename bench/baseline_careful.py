@@ -15,9 +15,15 @@ trials: TPE's later suggestions depend on every earlier value and pruning decisi
 and diverged trials cost from a few hundred to 10,000 epochs, so two independent sweeps can
 differ in work by a large factor. With the replay both sides do the same epochs of the same
 configurations and the ratio measures the machinery alone. The baseline still pays Optuna's
-costs as the product does: it reports every chunk of epochs (the product's cadence) and asks
-the same pruner, whose answer is then ignored in favour of the product's recorded decision.
-A trial that diverges stops at its first non-finite loss or gradient, as the product's does.
+costs as the product does, at the same points: it reports the loss at the end of every chunk
+of epochs (``sweeps.training.loop.default_chunk``) and asks the same pruner only at the
+product's pruning checks (the first chunk end at or past each of ``PRUNE_CHECKS`` of the
+epochs, as ``sweeps.study.reporter.OptunaReporter`` does). A careful user asks no more often:
+each question reads every trial of the study. The pruner's answer is then ignored in favour of
+the product's recorded decision. A trial that diverges stops at its first non-finite loss or
+gradient, as the product's does, reporting the epochs of its last chunk that were finite.
+The cadence is mirrored here, not imported (this script uses no part of the product);
+``bench.sweep_throughput`` checks the mirror against the product before it runs.
 """
 
 from __future__ import annotations
@@ -40,11 +46,12 @@ from mlflow.entities import Metric, Param, RunTag
 from .replay import Replay, ReplayTrial
 from .seed_loop import SeedProblem, optimize, seed_problem
 
-__all__ = ["CarefulSweep", "main"]
+__all__ = ["CarefulSweep", "chunk_epochs", "main", "prune_checks"]
 
 log = logging.getLogger("bench.baseline_careful")
 BATCH = 1000  # metrics per log_batch call (MLflow's limit)
 PARENT_TAG = "mlflow.parentRunId"
+QUESTIONS_ATTR = "pruning_questions"  # study attribute: how many times the pruner was asked
 
 # The product's search space, mirrored: torch class, log-lr range, fixed kwargs, searched.
 _SGD_LR = (1e-3, 1e7)
@@ -59,6 +66,20 @@ OPTIMIZERS: dict[str, tuple[str, tuple[float, float], dict[str, Any], tuple[str,
     "adagrad": ("Adagrad", _ADAPTIVE_LR, {}, ()),
 }
 SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
+
+# The product's cadence, mirrored: sweeps.study.reporter.PRUNE_CHECKS (fractions of the epochs
+# at which the pruner is asked) and sweeps.training.loop.default_chunk (epochs between reports).
+PRUNE_CHECKS = (0.2, 0.4, 0.6, 0.8)
+
+
+def chunk_epochs(epochs: int) -> int:
+    """Epochs between two reports to Optuna (``default_chunk``)."""
+    return max(1, min(500, epochs // 20))
+
+
+def prune_checks(epochs: int) -> list[int]:
+    """Epoch counts from which the pruner is asked, once each (``OptunaReporter.checks``)."""
+    return sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
 
 
 def suggest(trial: optuna.Trial, epochs: int) -> dict[str, Any]:
@@ -121,10 +142,16 @@ class CarefulSweep:
     parent_run_id: str
     problem: SeedProblem
 
-    @property
-    def chunk(self) -> int:
-        """Epochs between two reports to Optuna: the product's cadence."""
-        return max(1, min(500, self.replay.epochs // 20))
+    questions: int = 0  # pruning questions asked (each reads the whole study)
+
+    def report(self, trial: optuna.Trial, value: float, done: int, checks: list[int]) -> None:
+        """Report the loss of epoch ``done - 1`` and ask the pruner if a check is due (the
+        product's order); ``checks`` (those not yet passed) is updated in place."""
+        trial.report(value, done - 1)
+        if checks and done >= checks[0]:
+            checks[:] = [c for c in checks if c > done]
+            self.questions += 1
+            trial.should_prune()  # asked where the product asks; the replay decides
 
     def objective(self, trial: optuna.Trial) -> float:
         planned: ReplayTrial = self.replay.trials[trial.number]
@@ -140,8 +167,10 @@ class CarefulSweep:
         scheduler = make_scheduler(hp, optimizer, epochs)
         loss_func = torch.nn.MSELoss()
         stop_at = planned.epochs_run if planned.state == "PRUNED" else epochs
+        chunk, checks = chunk_epochs(epochs), prune_checks(epochs)
         metrics: list[Metric] = []
         diverged = False
+        last_loss = math.nan
         for epoch in range(stop_at):
             optimizer.zero_grad()
             loss = optimize(x, self.problem.target_weights, self.problem.prices, loss_func)
@@ -150,7 +179,10 @@ class CarefulSweep:
             grad_abs_mean = x.grad.abs().mean().item()  # type: ignore[union-attr]
             if not (math.isfinite(loss_value) and math.isfinite(grad_abs_mean)):
                 diverged = True
+                if epoch % chunk:  # the finite epochs of this chunk, reported as the product does
+                    self.report(trial, last_loss, epoch, checks)
                 break
+            last_loss = loss_value
             before = x.detach().clone()
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
@@ -167,9 +199,8 @@ class CarefulSweep:
                     scheduler.step(loss_value)
                 else:
                     scheduler.step()
-            if (epoch + 1) % self.chunk == 0:
-                trial.report(loss_value, epoch)
-                trial.should_prune()  # asked as the product asks; the replay decides
+            if (epoch + 1) % chunk == 0 or epoch + 1 == epochs:
+                self.report(trial, loss_value, epoch + 1, checks)
         with torch.no_grad():
             final = float(optimize(x, self.problem.target_weights, self.problem.prices,
                                    loss_func))
@@ -211,6 +242,7 @@ def run(replay: Replay, storage: str, tracking_uri: str, experiment: str) -> opt
     parent = client.create_run(experiment_id, run_name="careful", tags={"role": "study"})
     sweep = CarefulSweep(replay, client, experiment_id, parent.info.run_id, seed_problem())
     study.optimize(sweep.objective, n_trials=len(replay.trials))
+    study.set_user_attr(QUESTIONS_ATTR, sweep.questions)  # for bench.sweep_throughput's check
     client.set_terminated(parent.info.run_id, status="FINISHED")
     return study
 

@@ -92,11 +92,16 @@ def _enqueue(args: list[str], trials: tuple[dict[str, Any], ...]) -> None:
     """Create the study of ``sweeps.run args`` as the command would, with ``trials`` waiting."""
     from objectives import build
     from sweeps.cli.run import build_parser, config_from_args
-    from sweeps.study.sweep import open_study, search_space
+    from sweeps.storage.backends import dispose_engine, open_storage
+    from sweeps.study.opening import open_study, search_space
 
     config = config_from_args(build_parser().parse_args(args))
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
-    study = open_study(config, objective, epochs, search_space(config, epochs))
-    for params in trials:
-        study.enqueue_trial(params)
+    storage = open_storage(config.storage)
+    try:
+        study = open_study(config, objective, epochs, search_space(config, epochs), storage)
+        for params in trials:
+            study.enqueue_trial(params)
+    finally:
+        dispose_engine(storage)

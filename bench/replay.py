@@ -39,7 +39,7 @@ def extract(storage: str, study_name: str) -> Replay:
     import optuna
 
     from sweeps.storage.backends import open_storage
-    from sweeps.study.sweep import SETTINGS_ATTR, counted_trials
+    from sweeps.study.results import SETTINGS_ATTR, counted_trials
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     epochs = int(study.user_attrs[SETTINGS_ATTR]["epochs"])

@@ -19,8 +19,7 @@ class Sizes:
     memory_few_trials: int = 10  # the smaller sweep that memory growth with trials compares to
     memory_few_epochs: int = 2_000  # the shorter sweep that memory growth with epochs compares to
     help_repeats: int = 5  # runs of ``sweeps.run --help``; the median is kept
-    batch_trials: int = 64  # trials run together by the batched mode
-    batch_sequential_trials: int = 4  # of those, how many are also run one after another
+    batch_trials: int = 64  # trials run together by the batched mode, and one after another
     batch_epochs: int = 10_000  # epochs per batched trial
 
 
@@ -35,6 +34,5 @@ QUICK = Sizes(
     memory_few_trials=2,
     memory_few_epochs=500,
     batch_trials=8,
-    batch_sequential_trials=2,
     batch_epochs=2_000,
 )

@@ -5,7 +5,7 @@ process, interleaved (each repetition runs all four, in a rotated order) and the
 each is kept:
 
 - the bare seed loop (``bench.seed_loop``);
-- the product loop untracked: ``sweeps.loop.train`` with no observer;
+- the product loop untracked: ``sweeps.training.loop.train`` with no observer;
 - the product loop tracked: a ``StudyTracker`` run on a fresh SQLite store as the observer,
   timed from ``start_run`` to ``close`` (every value written), direct SQL sink;
 - the same through ``log_batch`` only (``StudyTracker(..., direct=False)``).
@@ -59,7 +59,8 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
             "tracked product trial (direct SQL, incl. final flush) / bare seed loop"),
         Row("  product loop untracked vs bare", median[UNTRACKED], bare, "s",
             median[UNTRACKED] / bare, None,
-            "sweeps.loop.train without observers / bare seed loop: the diagnostics' cost"),
+            "sweeps.training.loop.train without observers / bare seed loop: the diagnostics'"
+            " cost"),
         Row("  tracked via log_batch only vs bare", median[LOG_BATCH], bare, "s",
             median[LOG_BATCH] / bare, None, "StudyTracker(direct=False) / bare seed loop"),
     ]

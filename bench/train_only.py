@@ -1,6 +1,6 @@
 """Every ``n``-th of the workers section's trials, trained with nothing else: no Optuna, no
-MLflow, no metric writer, only ``sweeps.loop.train``. Prints one JSON object: the seconds
-each trial took. Started once alone and twice side by side, it measures what two processes
+MLflow, no metric writer, only ``sweeps.training.loop.train``. Prints one JSON object: the
+seconds each trial took. Started once alone and twice side by side, it measures what two processes
 of this workload gain on this machine: the ceiling for ``--workers 2`` against 1.
 
     python -m bench.train_only --trials 16 --epochs 10000 --part 0/2

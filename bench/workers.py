@@ -46,7 +46,7 @@ def _drawn(n: int, epochs: int, seed: int) -> tuple[tuple[dict[str, Any], Hyperp
     import optuna
 
     from sweeps.study.config import SweepConfig
-    from sweeps.study.sweep import search_space
+    from sweeps.study.opening import search_space
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(SweepConfig(), epochs)
@@ -109,7 +109,7 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
             "--log-every: the same training, a thousandth of the rows for the metric writers"),
         Row("  ceiling: the same trials, training only, 2 processes vs 1", c2, c1,
             "trials/s", c2 / c1, None,
-            "sweeps.loop.train alone (no Optuna, MLflow or metric writer): what two "
+            "sweeps.training.loop.train alone (no Optuna, MLflow or metric writer): what two "
             "processes of this workload gain on this machine"),
     ]
     details = {"n_trials": n, "epochs": epochs, "repeats": reps, "rates": rates,
@@ -152,7 +152,7 @@ def _rates(sweep: SweepRun) -> dict[str, Any]:
     import optuna
 
     from sweeps.storage.backends import open_storage
-    from sweeps.study.sweep import counted_trials
+    from sweeps.study.results import counted_trials
 
     study = optuna.load_study(study_name=sweep.study, storage=open_storage(sweep.storage))
     trials = counted_trials(study)
