@@ -1,83 +1,102 @@
-"""Learning-rate schedules as tables: the lr of every epoch, computed up front.
+"""Learning-rate schedules of batched trials, read off torch's own schedulers.
 
-Batched trials (``sweeps.batched``) share one optimizer per class, so a scheduler object per
-trial cannot drive them. These pure functions repeat, operation for operation, the float
-arithmetic of ``torch.optim.lr_scheduler`` (StepLR, ExponentialLR, CosineAnnealingLR,
-OneCycleLR with ``cycle_momentum=False``) as ``sweeps.schedulers`` configures them, so a
-batched trial sees bit-identical learning rates; ``tests/sweeps/test_lr_tables.py`` checks
-that against torch for every schedule. ``plateau`` depends on the loss and has no table.
+Batched trials share one update rule per optimizer, so no scheduler object can drive a trial's
+learning rate directly. Each trial's schedule is instead built by ``build_scheduler``, as the
+sequential loop builds it, over a stand-in optimizer (one tiny parameter group per trial, with
+the trial's lr; the schedules read and write nothing but the lr), and stepped once per epoch:
+
+- a schedule that depends only on the epoch is tabulated up front (``lr_tables``); trials that
+  share a scheduler and its settings share one scheduler object, a parameter group each;
+- a schedule that steps on the loss (``plateau``) is stepped after every epoch with its trial's
+  loss (``LossSchedule``).
+
+``tests/sweeps/batched/test_batched.py`` checks that every table equals, bit for bit, the lr
+the sequential loop's optimizer sees at each epoch.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["TABULATED", "lr_table"]
+from sweeps.optim.schedulers import SCHEDULERS, build_scheduler
 
+if TYPE_CHECKING:
+    import torch
 
-def _constant(lr: float, epochs: int, o: dict[str, float]) -> list[float]:
-    return [lr] * epochs
+    from sweeps.training.hparams import Hyperparams
 
+__all__ = ["TABULATED", "LossSchedule", "lr_table", "lr_tables"]
 
-def _step(lr: float, epochs: int, o: dict[str, float]) -> list[float]:
-    step_size, gamma = int(o.get("step_size", max(1, epochs // 4))), o.get("step_gamma", 0.5)
-    out = [lr]
-    for e in range(1, epochs):
-        out.append(out[-1] * gamma if e % step_size == 0 else out[-1])
-    return out
+# schedulers whose lr depends only on the epoch: tabulated before the first epoch
+TABULATED: tuple[str, ...] = tuple(n for n, s in SCHEDULERS.items() if not s.steps_on_loss)
 
 
-def _exponential(lr: float, epochs: int, o: dict[str, float]) -> list[float]:
-    gamma = o.get("exp_gamma", 0.01 ** (1 / max(1, epochs)))
-    out = [lr]
-    for _ in range(1, epochs):
-        out.append(out[-1] * gamma)
-    return out
+def lr_table(scheduler: str, lr: float, epochs: int, options: Mapping[str, float]) -> list[float]:
+    """The learning rate at each of ``epochs`` epochs (ValueError for a schedule that steps on
+    the loss)."""
+    return _tables(scheduler, [lr], epochs, options)[0]
 
 
-def _cosine(lr: float, epochs: int, o: dict[str, float]) -> list[float]:
-    t_max, eta_min, base = max(1, epochs), 0.0, lr
-    out = [lr]
-    for e in range(1, epochs):
-        prev = out[-1]
-        if (e - 1 - t_max) % (2 * t_max) == 0:
-            out.append(prev + (base - eta_min) * (1 - math.cos(math.pi / t_max)) / 2)
-        else:
-            out.append((1 + math.cos(math.pi * e / t_max))
-                       / (1 + math.cos(math.pi * (e - 1) / t_max)) * (prev - eta_min) + eta_min)
-    return out
+def lr_tables(hps: Sequence[Hyperparams], epochs: int) -> list[list[float]]:
+    """Each configuration's learning rate at each of ``epochs`` epochs, in order."""
+    groups: dict[tuple[str, tuple[tuple[str, float], ...]], list[int]] = {}
+    for i, hp in enumerate(hps):
+        resolved = SCHEDULERS[hp.scheduler].settings(hp.options, epochs)
+        groups.setdefault((hp.scheduler, tuple(resolved.items())), []).append(i)
+    tables: list[list[float]] = [[] for _ in hps]
+    for (scheduler, settings), rows in groups.items():
+        lrs = [hps[i].lr for i in rows]
+        for i, table in zip(rows, _tables(scheduler, lrs, epochs, dict(settings))):
+            tables[i] = table
+    return tables
 
 
-def _onecycle(lr: float, epochs: int, o: dict[str, float]) -> list[float]:
-    total = max(2, epochs)
-    pct_start = o.get("pct_start", 0.3)
-    max_lr = lr
-    initial = max_lr / 25.0  # OneCycleLR's div_factor
-    minimum = initial / 1e4  # and final_div_factor
-    phases = [(float(pct_start * total) - 1, initial, max_lr), (total - 1, max_lr, minimum)]
-
-    def at(step: int) -> float:
-        start_step = 0.0
-        for i, (end_step, start_lr, end_lr) in enumerate(phases):
-            if step <= end_step or i == len(phases) - 1:
-                pct = (step - start_step) / (end_step - start_step)
-                return end_lr + (start_lr - end_lr) / 2.0 * (math.cos(math.pi * pct) + 1)
-            start_step = end_step
-        raise AssertionError("unreachable")
-
-    return [at(e) for e in range(epochs)]
-
-
-TABULATED: dict[str, Callable[[float, int, dict[str, float]], list[float]]] = {
-    "none": _constant,
-    "step": _step,
-    "exponential": _exponential,
-    "cosine": _cosine,
-    "onecycle": _onecycle,
-}
+def _tables(scheduler: str, lrs: list[float], epochs: int,
+            options: Mapping[str, float]) -> list[list[float]]:
+    """The lr at each epoch of one schedule started from each of ``lrs``."""
+    if scheduler not in TABULATED:
+        raise ValueError(f"{scheduler} steps on the loss: its lr has no table")
+    optimizer = _stand_in(lrs)
+    schedule = build_scheduler(scheduler, optimizer, epochs, options)
+    if schedule is None:
+        return [[lr] * epochs for lr in _lrs(optimizer)]
+    optimizer.step()  # no gradients, nothing moves; torch's schedulers expect a step first
+    groups = optimizer.param_groups
+    tables = [[group["lr"]] for group in groups] if epochs > 0 else [[] for _ in groups]
+    for _ in range(epochs - 1):
+        schedule.step()
+        for table, group in zip(tables, groups):
+            table.append(group["lr"])
+    return tables
 
 
-def lr_table(scheduler: str, lr: float, epochs: int, options: dict[str, float]) -> list[float]:
-    """The learning rate used at each of ``epochs`` epochs (KeyError for ``plateau``)."""
-    return TABULATED[scheduler](lr, epochs, options)
+class LossSchedule:
+    """The schedule of one trial that steps on its loss: torch's scheduler over a stand-in."""
+
+    def __init__(self, scheduler: str, lr: float, epochs: int,
+                 options: Mapping[str, float]) -> None:
+        self.optimizer = _stand_in([lr])
+        self.schedule = build_scheduler(scheduler, self.optimizer, epochs, options)
+        self.optimizer.step()  # as in lr_tables
+        self.lr: float = _lrs(self.optimizer)[0]  # the lr of the coming epoch
+
+    def step(self, loss: float) -> float | None:
+        """Take the loss of the epoch just run; the lr of the next one if it changed, else None."""
+        self.schedule.step(loss)
+        lr = _lrs(self.optimizer)[0]
+        if lr == self.lr:
+            return None
+        self.lr = lr
+        return lr
+
+
+def _stand_in(lrs: list[float]) -> torch.optim.Optimizer:
+    """An optimizer with one parameter group per lr, for a scheduler to set their lrs."""
+    import torch
+
+    return torch.optim.SGD([{"params": [torch.zeros(1)], "lr": lr} for lr in lrs])
+
+
+def _lrs(optimizer: torch.optim.Optimizer) -> list[float]:
+    return [group["lr"] for group in optimizer.param_groups]

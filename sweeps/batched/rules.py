@@ -1,18 +1,16 @@
 """``torch.optim``'s update rules over stacked trials: one row per trial, per-row hyperparameters.
 
-Each rule repeats, operation for operation, the single-tensor code path of its ``torch.optim``
-class (defaults as ``sweeps.optimizers`` sets them), with each per-trial scalar (lr, momentum,
-weight decay) as a column so that all trials of a batch update in a few tensor operations.
-Elementwise results are bit-identical to the sequential optimizer;
-``tests/sweeps/test_batched.py`` checks every rule against ``torch.optim``.
+Each rule repeats the single-tensor code path of its ``torch.optim`` class. A row's settings are
+those the sequential optimizer is built with (``sweeps.optim.group_options``); the ones that
+differ between rows (momentum, weight decay) become columns, so that all trials of a batch
+update in a few tensor operations. ``tests/sweeps/batched/test_batched.py`` compares every
+optimizer and scheduler with the sequential loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-from sweeps.optim.optimizers import DEFAULT_SUBPARAMS
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -23,14 +21,20 @@ __all__ = ["RULES", "StackedRule"]
 class StackedRule:
     """Updates the rows ``rows`` of stacked parameters; keeps that slice's optimizer state."""
 
-    def __init__(self, rows: slice, options: list[dict[str, float]], like: Tensor) -> None:
+    uses: tuple[str, ...] = ()  # the settings read per row, as columns
+
+    def __init__(self, rows: slice, settings: list[dict[str, Any]], like: Tensor) -> None:
+        if not all(self.supports(s) for s in settings):
+            raise ValueError(f"{type(self).__name__} cannot repeat torch for these settings")
         self.rows = rows
         self.step_count = 0
         self.state: list[Any] = []  # per parameter tensor: the rule's buffers, or None
-        self.columns = {key: _column([o.get(key, DEFAULT_SUBPARAMS[key]) for o in options],
-                                     like) for key in self.uses}
+        self.columns = {key: _column([s[key] for s in settings], like) for key in self.uses}
 
-    uses: tuple[str, ...] = ()
+    @classmethod
+    def supports(cls, settings: Mapping[str, Any]) -> bool:
+        """True if this rule repeats torch's code path for a row with ``settings``."""
+        return True
 
     def step(self, params: list[Tensor], grads: list[Tensor], lr: Tensor) -> None:
         """One step of every parameter (row slices of the stacked tensors); ``lr``: a column."""
@@ -55,13 +59,12 @@ def _expand(column: Tensor, like: Tensor) -> Tensor:
 
 
 class _SGD(StackedRule):
-    """SGD; with ``momentum`` (and ``nesterov``) for the momentum variants."""
+    """SGD; with ``momentum`` (and ``nesterov``) for the variants whose settings have them."""
 
-    def __init__(self, rows: slice, options: list[dict[str, float]], like: Tensor,
-                 momentum: bool = False, nesterov: bool = False) -> None:
-        self.uses = ("momentum",) if momentum else ()
-        super().__init__(rows, options, like)
-        self.nesterov = nesterov
+    def __init__(self, rows: slice, settings: list[dict[str, Any]], like: Tensor) -> None:
+        self.uses = ("momentum",) if "momentum" in settings[0] else ()
+        self.nesterov = bool(settings[0].get("nesterov", False))
+        super().__init__(rows, settings, like)
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         import torch
@@ -78,14 +81,10 @@ class _SGD(StackedRule):
 
 
 class _Adam(StackedRule):
-    """Adam, or AdamW with decoupled weight decay."""
+    """Adam."""
 
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-
-    def __init__(self, rows: slice, options: list[dict[str, float]], like: Tensor,
-                 decoupled: bool = False) -> None:
-        self.uses = ("weight_decay",) if decoupled else ()
-        super().__init__(rows, options, like)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch's defaults
+    decoupled = False  # AdamW's decoupled weight decay
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         import torch
@@ -94,7 +93,7 @@ class _Adam(StackedRule):
             self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))  # type: ignore[assignment]
         exp_avg, exp_avg_sq = self.state[k]  # type: ignore[misc]
         step = float(self.step_count)
-        if self.uses:
+        if self.decoupled:
             p.mul_(_expand(1 - lr * self.columns["weight_decay"], p))
         exp_avg.lerp_(g, 1 - self.beta1)
         exp_avg_sq.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
@@ -105,9 +104,22 @@ class _Adam(StackedRule):
         p.addcdiv_(exp_avg * _expand(-step_size, p), denom)
 
 
+class _AdamW(_Adam):
+    """AdamW: Adam with decoupled weight decay."""
+
+    decoupled = True
+    uses = ("weight_decay",)
+
+
 class _RMSprop(StackedRule):
-    alpha, eps = 0.99, 1e-8
+    """RMSprop with momentum (torch takes another code path without)."""
+
+    alpha, eps = 0.99, 1e-8  # torch's defaults
     uses = ("momentum",)
+
+    @classmethod
+    def supports(cls, settings: Mapping[str, Any]) -> bool:
+        return bool(settings["momentum"] > 0)
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         import torch
@@ -117,10 +129,7 @@ class _RMSprop(StackedRule):
         square_avg, buf = self.state[k]  # type: ignore[misc]
         square_avg.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
         avg = square_avg.sqrt().add_(self.eps)
-        m = self.columns["momentum"]
-        if bool((m <= 0).any()):  # torch takes another path without momentum
-            raise ValueError("stacked RMSprop needs momentum > 0 in every row")
-        buf.mul_(_expand(m, p)).addcdiv_(g, avg)
+        buf.mul_(_expand(self.columns["momentum"], p)).addcdiv_(g, avg)
         p.addcmul_(buf, _expand(-lr, p))
 
 
@@ -139,12 +148,12 @@ class _Adagrad(StackedRule):
         p.addcdiv_(g * _expand(-clr, p), std)
 
 
-RULES: dict[str, Callable[[slice, list[dict[str, float]], Tensor], StackedRule]] = {
+RULES: dict[str, type[StackedRule]] = {  # by optimizer name, as in sweeps.optim.OPTIMIZERS
     "sgd": _SGD,
-    "momentum": lambda rows, options, like: _SGD(rows, options, like, momentum=True),
-    "nesterov": lambda rows, options, like: _SGD(rows, options, like, True, nesterov=True),
+    "momentum": _SGD,
+    "nesterov": _SGD,
     "adam": _Adam,
-    "adamw": lambda rows, options, like: _Adam(rows, options, like, decoupled=True),
+    "adamw": _AdamW,
     "rmsprop": _RMSprop,
     "adagrad": _Adagrad,
 }

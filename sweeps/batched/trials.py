@@ -1,18 +1,18 @@
 """Batched trials: several trials of one objective run as one tensor program.
 
 The parameters of all trials are stacked (one row per trial, all starting from the
-objective's initial parameters). The forward pass is one ``torch.func.vmap`` of the
-objective's loss over the rows; one backward pass on the summed losses gives each row the
-gradient of its own loss. Each optimizer's update rule runs over its rows with per-row
-hyperparameters (``sweeps.stacked_optim``), and each row follows its own learning-rate table
-(``sweeps.lr_tables``); both repeat torch's arithmetic, so every trial follows its sequential
-trajectory while the per-epoch Python overhead is paid once per batch.
-
-``plateau`` steps on each row's loss (``Plateau``, torch's ReduceLROnPlateau arithmetic).
+objective's initial parameters). The forward pass is the objective's ``batched_loss`` if it
+has one, else one ``torch.func.vmap`` of its loss over the rows; one backward pass on the
+summed losses gives each row the gradient of its own loss. Each optimizer's update rule runs
+over its rows with per-row hyperparameters (``sweeps.batched.rules``), and each row's learning
+rate comes from torch's own scheduler for that trial (``sweeps.batched.lr_tables``), so every
+trial follows its sequential trajectory while the per-epoch Python overhead is paid once per
+batch.
 
 Statistics are recorded for the whole batch and handed to each trial's observers per chunk,
-so pruning and tracking work per trial. RMSprop without momentum and objectives that
-``vmap`` cannot trace run sequentially instead.
+so pruning and tracking work per trial. Which trials batch is decided before the first epoch:
+configurations no rule repeats (RMSprop without momentum) run sequentially, and so does the
+whole batch, with one warning, if ``vmap`` cannot trace the objective's loss.
 """
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import ObjectiveStartError, Observer, Status, TrainResult, default_chunk, finish, train
-from sweeps.batched.lr_tables import TABULATED
+from sweeps.batched.lr_tables import TABULATED, LossSchedule, lr_tables
 from sweeps.batched.rules import RULES
+from sweeps.optim.optimizers import group_options
+from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import (
+    ObjectiveStartError,
+    Observer,
+    Status,
+    TrainResult,
+    default_chunk,
+    finish,
+    train,
+)
 from sweeps.training.stats import EpochStats
 
 if TYPE_CHECKING:
@@ -40,10 +50,13 @@ log = logging.getLogger(__name__)
 
 
 def batchable(hp: Hyperparams) -> bool:
-    """True if ``hp`` can join a batch (its schedule does not depend on the loss)."""
-    if hp.optimizer == "rmsprop" and hp.options.get("momentum", 0.9) <= 0:
-        return False
-    return (hp.scheduler in TABULATED or hp.scheduler == "plateau") and hp.optimizer in RULES
+    """True if ``hp`` can join a batch: a stacked rule repeats its optimizer's code path."""
+    rule = RULES.get(hp.optimizer)
+    return (rule is not None and hp.scheduler in SCHEDULERS
+            and rule.supports(group_options(hp.optimizer, hp.lr, hp.options)))
+
+
+_EXPLAINED: set[tuple[str, str]] = set()  # (objective, why) already logged
 
 
 def train_batch(
@@ -58,23 +71,26 @@ def train_batch(
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially."""
     observers = observers if observers is not None else [() for _ in hps]
-    results: list[TrainResult | None] = [None] * len(hps)
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
-    if len(members) < 2:
-        members = []
+    batch = None
+    if len(members) >= 2:
+        batch = _Batch(objective, [hps[b] for b in members], epochs, device,
+                       [observers[b] for b in members], chunk)
+        reason = batch.unbatchable()
+        if reason is not None:
+            if (objective.name, reason) not in _EXPLAINED:  # once a process, not every batch
+                _EXPLAINED.add((objective.name, reason))
+                log.warning("trials of %s run one at a time: %s", objective.name, reason)
+            batch = None
+    batched = members if batch is not None else []
+    results: list[TrainResult | None] = [None] * len(hps)
     for b, hp in enumerate(hps):
-        if b not in members:
+        if b not in batched:
             results[b] = train(objective, hp, epochs, device=device, observers=observers[b],
                                chunk=chunk)
-    if members:
-        batch = [hps[b] for b in members]
-        batch_results = _Batch(objective, batch, epochs, device,
-                               [observers[b] for b in members], chunk).run()
-        if batch_results is None:  # the objective cannot be traced by vmap
-            batch_results = [train(objective, hp, epochs, device=device, observers=observers[b],
-                                   chunk=chunk) for b, hp in zip(members, batch)]
-        for b, result in zip(members, batch_results):
+    if batch is not None:
+        for b, result in zip(batched, batch.run()):
             results[b] = result
     return [r for r in results if r is not None]
 
@@ -87,7 +103,6 @@ class _Batch:
                  chunk: int | None) -> None:
         import torch
 
-        from sweeps.batched.lr_tables import lr_table
         from sweeps.training.recorder import chunk_capacity
 
         self.objective, self.hps, self.epochs, self.observers = objective, hps, epochs, observers
@@ -107,16 +122,19 @@ class _Batch:
             rows = [i for i, hp in enumerate(hps) if hp.optimizer == name]
             if rows:
                 stop = start + len(rows)
-                self.rules.append(RULES[name](slice(start, stop), [hps[i].options for i in rows],
-                                              like))
+                settings = [group_options(name, hps[i].lr, hps[i].options) for i in rows]
+                self.rules.append(RULES[name](slice(start, stop), settings, like))
                 start = stop
-        tables = [lr_table("none" if hp.scheduler == "plateau" else hp.scheduler, hp.lr,
-                           epochs, hp.options) for hp in hps]
-        self.plateaus = {i: Plateau.for_options(hp.lr, epochs, hp.options)
-                         for i, hp in enumerate(hps) if hp.scheduler == "plateau"}
+        self.on_loss = {i: LossSchedule(hp.scheduler, hp.lr, epochs, hp.options)
+                        for i, hp in enumerate(hps) if hp.scheduler not in TABULATED}
+        tabulated = iter(lr_tables([hp for i, hp in enumerate(hps) if i not in self.on_loss],
+                                   epochs))
+        tables = [[self.on_loss[i].lr] * epochs if i in self.on_loss else next(tabulated)
+                  for i in range(size)]
         self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
         self.lr_host = np.asarray(tables).T
         native = getattr(objective, "batched_loss", None)  # optional: rows of stacked params
+        self.native = callable(native)
         self.loss_fn = native if callable(native) else torch.func.vmap(
             lambda params: objective.loss(params))
         capacity = chunk_capacity(self.params, chunk or default_chunk(epochs))
@@ -126,19 +144,37 @@ class _Batch:
         self.active = list(range(size))
         self.live_rules = list(self.rules)  # rules with a row still training
 
+    def unbatchable(self) -> str | None:
+        """Why the objective's loss cannot be batched, or None: one forward pass before the
+        first epoch. vmap raises RuntimeError on what it cannot batch (data-dependent control
+        flow, ``.item()``, dynamic shapes); a native ``batched_loss`` may return the wrong
+        shape. Anything else is the objective's own failure, as in the sequential loop."""
+        try:
+            probe = self.losses()
+        except RuntimeError as exc:
+            if self.native:
+                raise ObjectiveStartError(f"batched_loss: RuntimeError: {exc}") from exc
+            self.first_loss()  # a loss that fails without vmap too: the objective's failure
+            return f"vmap cannot trace its loss ({exc})"
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        if probe.shape != (len(self.hps),):
+            return f"its batched loss has shape {tuple(probe.shape)}, not ({len(self.hps)},)"
+        return None
+
+    def first_loss(self) -> None:
+        """The plain loss of the first row; ``ObjectiveStartError`` if it fails."""
+        try:
+            self.objective.loss({n: p[0].detach() for n, p in zip(self.names, self.params)})
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+
     def losses(self) -> torch.Tensor:
         return self.loss_fn(dict(zip(self.names, self.params)))
 
-    def run(self) -> list[TrainResult] | None:
+    def run(self) -> list[TrainResult]:
         import torch
 
-        try:
-            probe = self.losses()
-            if probe.shape != (len(self.hps),):
-                raise ValueError(f"batched loss has shape {tuple(probe.shape)}")
-        except Exception as exc:
-            log.info("objective cannot be batched (%s); running trials sequentially", exc)
-            return None
         epoch = 0
         try:
             for epoch in range(self.epochs):
@@ -153,8 +189,8 @@ class _Batch:
                 with torch.no_grad():
                     for rule in self.live_rules:
                         rule.step(self.params, grads, lr[rule.rows])
-                if self.plateaus:
-                    self.step_plateaus(epoch, losses.detach().tolist())
+                if self.on_loss:
+                    self.step_on_loss(epoch, losses.detach().tolist())
                 if self.recorder.full or epoch == self.epochs - 1:
                     self.flush()
                     if not self.active:
@@ -170,10 +206,10 @@ class _Batch:
             self.end(i, "complete", None, None)
         return [r for r in self.results if r is not None]
 
-    def step_plateaus(self, epoch: int, losses: list[float]) -> None:
-        """ReduceLROnPlateau per row: a reduction sets the lr of every later epoch."""
-        for i, plateau in self.plateaus.items():
-            new_lr = plateau.step(losses[i])
+    def step_on_loss(self, epoch: int, losses: list[float]) -> None:
+        """Step each schedule that steps on its row's loss; a new lr sets every later epoch's."""
+        for i, schedule in self.on_loss.items():
+            new_lr = schedule.step(losses[i])
             if new_lr is not None and epoch + 1 < self.epochs:
                 self.lr[epoch + 1 :, i] = new_lr
                 self.lr_host[epoch + 1 :, i] = new_lr
@@ -259,37 +295,3 @@ class _StackedRecorder:
         self.start += n
         self.size = 0
         return out
-
-
-class Plateau:
-    """``ReduceLROnPlateau`` (mode min, relative threshold, no cooldown, min_lr 0) for one
-    trial, repeating torch's float arithmetic."""
-
-    threshold, eps = 1e-4, 1e-8
-
-    def __init__(self, lr: float, factor: float, patience: int) -> None:
-        self.lr, self.factor, self.patience = lr, factor, patience
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    @classmethod
-    def for_options(cls, lr: float, epochs: int, options: dict[str, float]) -> Plateau:
-        """As ``sweeps.schedulers`` builds it."""
-        patience = int(options.get("plateau_patience", max(1, epochs // 20)))
-        return cls(lr, options.get("plateau_factor", 0.5), patience)
-
-    def step(self, loss: float) -> float | None:
-        """Take the epoch's loss; the new lr if it is reduced, else None."""
-        if loss < self.best * (1.0 - self.threshold):
-            self.best = loss
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        if self.bad_epochs <= self.patience:
-            return None
-        self.bad_epochs = 0
-        new_lr = max(self.lr * self.factor, 0.0)
-        if self.lr - new_lr > self.eps:
-            self.lr = new_lr
-            return new_lr
-        return None

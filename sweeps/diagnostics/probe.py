@@ -2,7 +2,7 @@
 
 The training loop's observers see statistics over all parameters together; to say *which*
 tensor does not move, the probe runs its own small loop (the same optimizer and scheduler
-builders, the same step order as ``sweeps.loop.train``) and keeps, per tensor and epoch,
+builders, the same step order as ``sweeps.training.loop.train``) and keeps, per tensor and epoch,
 sum |theta|, sum |grad| and sum |delta theta|. The totals over all tensors give the usual
 ``EpochStats`` (SPEC section 5), so the probe can be judged like a trial.
 
@@ -57,7 +57,7 @@ class ProbeResult:
 
     hp: Hyperparams  # the configuration probed
     tensors: tuple[TensorStats, ...]  # one entry per parameter tensor, in the objective's order
-    history: EpochStats  # statistics over all tensors, per epoch (as sweeps.loop.train's)
+    history: EpochStats  # statistics over all tensors, per epoch (as sweeps.training.loop.train's)
     failure: str | None = None  # why the probe stopped early (a non-finite loss or gradient)
 
     @property
@@ -93,8 +93,7 @@ def probe(
     """
     import torch
 
-    from sweeps.optim.optimizers import build_optimizer
-    from sweeps.optim.schedulers import SCHEDULERS, build_scheduler
+    from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1 but got {epochs!r}.")

@@ -1,10 +1,13 @@
-"""Optimizers by name, each a small typed builder over ``torch.optim``."""
+"""Optimizers by name, each a small typed entry over ``torch.optim``: its class, the learning
+rates that suit it and the sub-parameters it searches, with their defaults."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sweeps.optim.subparams import SubParam, settings
 
 if TYPE_CHECKING:
     import torch
@@ -14,41 +17,45 @@ __all__ = ["OPTIMIZERS", "OptimizerSpec", "build_grouped", "build_optimizer", "g
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """How to build one optimizer and which learning rates suit it."""
+    """How to build one optimizer, which learning rates suit it and what else is searched."""
 
     torch_name: str  # class in torch.optim
     lr_range: tuple[float, float]  # default search interval (log scale)
     fixed: tuple[tuple[str, Any], ...] = ()  # constructor arguments that define the variant
-    searched: tuple[str, ...] = ()  # sub-parameters the search space samples
+    params: tuple[SubParam, ...] = ()  # sub-parameters the search samples (constant defaults)
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        """The names of the sub-parameters the search samples."""
+        return tuple(p.name for p in self.params)
 
 
 _SGD_LR = (1e-3, 1e7)  # plain gradient steps: the right scale depends on the gradient's
 _ADAPTIVE_LR = (1e-5, 1e2)  # per-element normalised steps: about a parameter change per step
 
+MOMENTUM = SubParam("momentum", 0.9, 0.5, 0.99)
+WEIGHT_DECAY = SubParam("weight_decay", 0.01, 1e-6, 1e-1, log=True)
+
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec("SGD", _SGD_LR),
-    "momentum": OptimizerSpec("SGD", _SGD_LR, searched=("momentum",)),
-    "nesterov": OptimizerSpec("SGD", _SGD_LR, (("nesterov", True),), ("momentum",)),
+    "momentum": OptimizerSpec("SGD", _SGD_LR, params=(MOMENTUM,)),
+    "nesterov": OptimizerSpec("SGD", _SGD_LR, (("nesterov", True),), (MOMENTUM,)),
     "adam": OptimizerSpec("Adam", _ADAPTIVE_LR),
-    "adamw": OptimizerSpec("AdamW", _ADAPTIVE_LR, searched=("weight_decay",)),
-    "rmsprop": OptimizerSpec("RMSprop", _ADAPTIVE_LR, searched=("momentum",)),
+    "adamw": OptimizerSpec("AdamW", _ADAPTIVE_LR, params=(WEIGHT_DECAY,)),
+    "rmsprop": OptimizerSpec("RMSprop", _ADAPTIVE_LR, params=(MOMENTUM,)),
     "adagrad": OptimizerSpec("Adagrad", _ADAPTIVE_LR),
 }
 
-DEFAULT_SUBPARAMS: dict[str, float] = {"momentum": 0.9, "weight_decay": 0.01}
 
-
-def group_options(name: str, lr: float, options: dict[str, float]) -> dict[str, Any]:
-    """The parameter-group settings of optimizer ``name`` (lr, the variant, sub-parameters)."""
+def group_options(name: str, lr: float, options: Mapping[str, float]) -> dict[str, Any]:
+    """The parameter-group settings of optimizer ``name``: lr, the variant's fixed arguments and
+    every sub-parameter (from ``options``, else its default)."""
     spec = OPTIMIZERS[name]
-    kwargs: dict[str, Any] = {"lr": lr, **dict(spec.fixed)}
-    for key in spec.searched:
-        kwargs[key] = options.get(key, DEFAULT_SUBPARAMS[key])
-    return kwargs
+    return {"lr": lr, **dict(spec.fixed), **settings(spec.params, options)}
 
 
 def build_optimizer(
-    name: str, params: Iterable[torch.Tensor], lr: float, options: dict[str, float]
+    name: str, params: Iterable[torch.Tensor], lr: float, options: Mapping[str, float]
 ) -> torch.optim.Optimizer:
     """``torch.optim`` optimizer ``name`` over ``params`` with its searched sub-parameters."""
     return build_grouped(name, [(list(params), group_options(name, lr, options))])

@@ -1,5 +1,5 @@
 """The search space: optimizer, its learning rate (log scale, per optimizer), scheduler and
-their sub-parameters."""
+their sub-parameters, with the ranges ``sweeps.optim`` gives them."""
 
 from __future__ import annotations
 
@@ -7,50 +7,31 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeps.training.hparams import Hyperparams
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.optim.subparams import SubParam
+from sweeps.training.hparams import Hyperparams
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["GRID_LR_POINTS", "SearchSpace", "SubParam"]
+__all__ = ["GRID_LR_POINTS", "SearchSpace", "suggest"]
 
 GRID_LR_POINTS = 9  # learning rates per optimizer in a grid search (log-spaced)
 
 
-@dataclass(frozen=True)
-class SubParam:
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-
-    def suggest(self, trial: optuna.Trial, name: str) -> float:
-        if self.integer:
-            return float(trial.suggest_int(name, int(self.low), int(self.high), log=self.log))
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
-
-
-def sub_params(epochs: int) -> dict[str, SubParam]:
-    """Ranges of the sub-parameters; schedule lengths scale with the epochs."""
-    n = max(1, epochs)
-    return {
-        "momentum": SubParam(0.5, 0.99),
-        "weight_decay": SubParam(1e-6, 1e-1, log=True),
-        "step_size": SubParam(max(1, n // 20), max(1, n // 2), integer=True),
-        "step_gamma": SubParam(0.1, 0.9),
-        "exp_gamma": SubParam(0.001 ** (1 / n), 0.5 ** (1 / n)),  # lr / 2 .. / 1000 per run
-        "pct_start": SubParam(0.05, 0.5),
-        "plateau_factor": SubParam(0.1, 0.9),
-        "plateau_patience": SubParam(max(1, n // 100), max(1, n // 10), integer=True),
-    }
+def suggest(trial: optuna.Trial, param: SubParam, epochs: int) -> float:
+    """Sample ``param`` in its search range for a run of ``epochs``."""
+    low, high = param.bounds(epochs)
+    if param.integer:
+        return float(trial.suggest_int(param.name, int(low), int(high), log=param.log))
+    return trial.suggest_float(param.name, low, high, log=param.log)
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    optimizers: tuple[str, ...]  # names from sweeps.optimizers.OPTIMIZERS
-    schedulers: tuple[str, ...]  # names from sweeps.schedulers.SCHEDULERS
+    optimizers: tuple[str, ...]  # names from sweeps.optim.OPTIMIZERS
+    schedulers: tuple[str, ...]  # names from sweeps.optim.SCHEDULERS
     epochs: int  # schedule lengths are relative to it
     lr_min: float | None = None  # overrides every optimizer's default lower lr bound
     lr_max: float | None = None  # overrides every optimizer's default upper lr bound
@@ -86,9 +67,8 @@ class SearchSpace:
             return Hyperparams(optimizer, 10 ** (math.log10(low) + index * step), scheduler)
         low, high = self.lr_range(optimizer)
         lr = trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
-        ranges = sub_params(self.epochs)
-        names = OPTIMIZERS[optimizer].searched + SCHEDULERS[scheduler].searched
-        options = {name: ranges[name].suggest(trial, name) for name in names}
+        params = OPTIMIZERS[optimizer].params + SCHEDULERS[scheduler].params
+        options = {p.name: suggest(trial, p, self.epochs) for p in params}
         return Hyperparams(optimizer, lr, scheduler, options)
 
     def grid(self) -> dict[str, list[Any]]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sweeps.training.loop import Observer
+
 if TYPE_CHECKING:
     import torch
-
-    from sweeps.training.loop import TrainResult
-    from sweeps.training.stats import EpochStats
 
 __all__ = ["RunState", "SweepTracker", "TrialRecord"]
 
@@ -23,14 +22,10 @@ RunState = str  # "complete", "pruned", "failed" or "interrupted"
 Evaluate = Callable[[dict[str, "torch.Tensor"]], dict[str, float]]
 
 
-class TrialRecord(Protocol):
+class TrialRecord(Observer, Protocol):
     """One trial's tracked run: an observer of its training, closed with its outcome."""
 
     run_id: str
-
-    def on_chunk(self, stats: EpochStats) -> bool: ...
-
-    def on_end(self, result: TrainResult) -> None: ...
 
     def close(self, state: RunState, tags: dict[str, str], metrics: dict[str, float]) -> None:
         """Log the outcome and set the run's terminal state now."""

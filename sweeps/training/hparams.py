@@ -10,9 +10,9 @@ __all__ = ["Hyperparams"]
 
 @dataclass(frozen=True)
 class Hyperparams:
-    optimizer: str  # a name in sweeps.optimizers.OPTIMIZERS
+    optimizer: str  # a name in sweeps.optim.OPTIMIZERS
     lr: float  # initial (or, for onecycle, peak) learning rate
-    scheduler: str = "none"  # a name in sweeps.schedulers.SCHEDULERS
+    scheduler: str = "none"  # a name in sweeps.optim.SCHEDULERS
     options: dict[str, float] = field(default_factory=dict)  # sub-parameters, e.g. momentum
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -27,8 +27,8 @@ __all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "f
 Status = Literal["complete", "pruned", "failed"]
 
 
-class Observer:
-    """Receives a trial's statistics. Override what you need."""
+class Observer(Protocol):
+    """Receives a trial's statistics. Subclass it and override what you need."""
 
     def on_chunk(self, stats: EpochStats) -> bool:
         """Statistics of the epochs just run; return True to stop (prune) the trial."""
@@ -36,6 +36,7 @@ class Observer:
 
     def on_end(self, result: TrainResult) -> None:
         """The trial ended (completed, pruned or failed)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,8 @@ def train(
     """Run ``epochs`` full-batch steps of ``hp`` on ``objective`` and return the result."""
     import torch
 
-    from sweeps.optim.optimizers import build_optimizer
+    from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
     from sweeps.training.recorder import Recorder, chunk_capacity
-    from sweeps.optim.schedulers import SCHEDULERS, build_scheduler
 
     device = torch.device(device)
     try:
