@@ -42,11 +42,12 @@ def mlflow_server() -> Iterator[MlflowServer]:
 
 
 @pytest.fixture
-def make_mlflow_server() -> Iterator[Callable[[str], MlflowServer]]:
-    """Factory: ``make_mlflow_server(backend_uri)`` starts a server stopped after the test."""
+def make_mlflow_server() -> Iterator[Callable[..., MlflowServer]]:
+    """Factory: ``make_mlflow_server(backend_uri, port=None)`` starts a server (on ``port``
+    if given) that is stopped after the test."""
     with ExitStack() as stack:
 
-        def make(backend_uri: str) -> MlflowServer:
-            return stack.enter_context(MlflowServer(backend_uri))
+        def make(backend_uri: str, port: int | None = None) -> MlflowServer:
+            return stack.enter_context(MlflowServer(backend_uri, port=port))
 
         yield make

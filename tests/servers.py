@@ -210,11 +210,15 @@ class MlflowServer(_Service):
     ``backend_store_uri`` is any SQLAlchemy URL MLflow accepts (sqlite or
     PostgreSQL); ``None`` means a sqlite file in the server's temp folder.
     Artifacts are proxied into that temp folder, which is removed on exit.
+    ``port``: listen there (a server brought back at the URL of one that was
+    stopped); default: a free port.
     """
 
-    def __init__(self, backend_store_uri: str | None = None, *, startup_timeout: float = 60.0) -> None:
+    def __init__(self, backend_store_uri: str | None = None, *, startup_timeout: float = 60.0,
+                 port: int | None = None) -> None:
         self.backend_store_uri = backend_store_uri
         self.startup_timeout = startup_timeout
+        self.requested_port = port
         self.port = 0
         self.url = ""
         self.base_dir: Path | None = None
@@ -233,7 +237,7 @@ class MlflowServer(_Service):
         backend = self.backend_store_uri or f"sqlite:///{self.base_dir / 'mlflow.db'}"
         artifacts = self.base_dir / "artifacts"
         artifacts.mkdir()
-        self.port = free_port()
+        self.port = self.requested_port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
         with open(self.log_file, "wb") as log:

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config: SweepConfig) -> int:
     import optuna
     import sqlalchemy
+    from mlflow.exceptions import MlflowException
 
     from sweeps.study.sweep import TrackingFailed
 
@@ -104,9 +105,18 @@ def _run(config: SweepConfig) -> int:
         return _sweep(config)
     except TrackingFailed as exc:
         return _stopped(f"tracking-uri {redact(config.tracking_uri)}", exc)
+    except MlflowException as exc:  # its first line is often a wrapper's; say the cause
+        return _stopped(f"tracking-uri {redact(config.tracking_uri)}", _innermost(exc))
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
             OSError) as exc:
         return _stopped("writing the study or the runs", exc)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The exception at the bottom of ``exc``'s chain of causes."""
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    return exc
 
 
 def _stopped(what: str, exc: BaseException) -> int:

@@ -161,6 +161,55 @@ def wait_until(condition: Callable[[], Any], timeout: float, proc: Proc | None =
         time.sleep(0.2)
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` in /proc (``R``, ``S``, ``T`` stopped, ``Z``...), or None
+    once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def open_files(pid: int) -> set[Path]:
+    """The files ``pid`` has open now (from /proc)."""
+    found: set[Path] = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
+        with contextlib.suppress(OSError):
+            found.add(Path(os.readlink(fd)))
+    return found
+
+
+def _stop(pid: int, proc: Proc) -> None:
+    """SIGSTOP ``pid`` and wait until /proc shows it stopped: from then on, what it has
+    written stays as it is."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: process_state(pid) == "T", 30, proc, f"process {pid} stopped")
+
+
+@contextlib.contextmanager
+def paused_when(proc: Proc, condition: Callable[[], Any], timeout: float,
+                what: str = "the condition", pid: int | None = None) -> Iterator[Any]:
+    """Stop ``proc`` (or its process ``pid``) with SIGSTOP at a moment where ``condition()``,
+    read from what the sweep has written, holds while it is stopped; yield that value with the
+    process still stopped, and continue it (SIGCONT) after the block. A signal sent in the
+    block reaches the process exactly in the state ``condition`` saw. Fails after ``timeout``
+    seconds, or once ``proc`` exits."""
+    target = proc.pid if pid is None else pid
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_until(condition, deadline - time.monotonic(), proc, what)  # cheap, running
+        _stop(target, proc)
+        value = condition()  # again, now that nothing can change it
+        if value:
+            break
+        os.kill(target, signal.SIGCONT)  # it moved on in between: try again
+    try:
+        yield value
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, signal.SIGCONT)
+
+
 def one_line(stderr: str) -> str:
     """The only non-empty line of ``stderr`` (and no traceback)."""
     assert "Traceback" not in stderr, stderr[-3000:]
@@ -255,6 +304,20 @@ def running_with_progress(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """RUNNING trials that have an MLflow run and have reported at least one chunk."""
     return [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
             and "mlflow_run_id" in t.user_attrs]
+
+
+def mid_training(url: str, study: str, epochs: int) -> Callable[[], FrozenTrial | None]:
+    """A condition for ``paused_when``: the one RUNNING trial of ``study`` when it has
+    reported epochs, all in the first half of its ``epochs`` (stopped there, the process is
+    training it and will be for a while); else None."""
+
+    def condition() -> FrozenTrial | None:
+        running = running_with_progress(poll_trials(url, study))
+        if len(running) == 1 and max(running[0].intermediate_values) < epochs // 2:
+            return running[0]
+        return None
+
+    return condition
 
 
 def snapshot(trial: FrozenTrial) -> tuple[Any, ...]:

@@ -23,7 +23,9 @@ from .helpers import (
     journal_url,
     load_study,
     load_trials,
+    mid_training,
     mlflow_runs,
+    paused_when,
     poll_trials,
     running_with_progress,
     snapshot,
@@ -76,34 +78,33 @@ def test_kill_9_mid_trial_then_the_same_command_reaches_the_target(
                          ids=["SIGINT", "SIGTERM"])
 def test_signal_fails_the_trial_flushes_its_metrics_and_leaves_the_study_resumable(
         sig: signal.Signals, status: int, workdir: Path, processes: Processes) -> None:
-    # long trials, so that the signal lands in the trial seen running (or, rarely, the next)
-    args = ["--study", "sig", "--epochs", "20000", "--n-trials", "3", *ADAM, *SEQUENTIAL]
+    epochs = 20000
+    args = ["--study", "sig", "--epochs", str(epochs), "--n-trials", "3", *ADAM, *SEQUENTIAL]
     url = sqlite_url(workdir)
 
     sweep = processes.start(workdir, *args)
-    running = wait_until(lambda: running_with_progress(poll_trials(url, "sig")), 120, sweep,
-                         "running trial with reported epochs")[0]
-    reported = max(running.intermediate_values)  # an epoch whose metrics exist
-    parent_id = load_study(url, "sig").user_attrs["mlflow_parent_run_id"]
-    sweep.signal(sig)
+    # The signal is sent while the sweep is stopped in the middle of a trial; the trial it
+    # hits is the one the storage shows RUNNING at that moment, whatever its number.
+    with paused_when(sweep, mid_training(url, "sig", epochs), 120,
+                     "a running trial in the first half of its epochs") as running:
+        reported = max(running.intermediate_values)  # an epoch whose metrics exist
+        parent_id = load_study(url, "sig").user_attrs["mlflow_parent_run_id"]
+        sweep.signal(sig)
     assert sweep.wait(60) == status, sweep.stderr[-3000:]
     assert "Traceback" not in sweep.stderr
 
     trials = load_trials(url, "sig")
-    interrupted = [t for t in trials if INTERRUPTED in t.user_attrs]
-    assert len(interrupted) == 1
-    hit = interrupted[0]  # the polled trial, or a later one if it finished before the signal
-    assert hit.number >= running.number
-    assert all(t.state == TrialState.COMPLETE for t in trials if t.number < hit.number)
+    assert [t.number for t in trials if INTERRUPTED in t.user_attrs] == [running.number]
+    hit = next(t for t in trials if t.number == running.number)
     assert hit.state == TrialState.FAIL
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t.number for t in trials] == list(range(running.number + 1))  # none after it
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.number < hit.number)
     runs = mlflow_runs(tracking_url(workdir), "sig")
     run_id = hit.user_attrs["mlflow_run_id"]
+    assert run_id == running.user_attrs["mlflow_run_id"]
     assert runs.client.get_run(run_id).info.status == "KILLED"
     history = runs.client.get_metric_history(run_id, "loss")
-    if hit.number == running.number:
-        assert len(history) >= reported + 1  # the buffered epochs reached MLflow
-    assert len(history) >= max(hit.intermediate_values, default=-1) + 1
+    assert len(history) >= max(hit.intermediate_values) + 1 >= reported + 1  # flushed
     assert sorted(m.step for m in history) == list(range(len(history)))
     assert [p.info.status for p in runs.parents] == ["KILLED"]
     assert runs.parents[0].info.run_id == parent_id
@@ -119,9 +120,11 @@ def test_signal_fails_the_trial_flushes_its_metrics_and_leaves_the_study_resumab
 
 def test_kill_9_of_one_worker_fails_its_trial_and_the_others_reach_the_target(
         workdir: Path, processes: Processes) -> None:
-    args = ["--study", "w", "--workers", "2", "--epochs", "10000", "--n-trials", "10", *ADAM,
-            *SEQUENTIAL]
+    epochs = 10000
+    args = ["--study", "w", "--workers", "2", "--epochs", str(epochs), "--n-trials", "10",
+            *ADAM, *SEQUENTIAL]
     url = journal_url(workdir)  # the default storage of --workers > 1
+    lock = workdir / "mlruns" / "optuna.journal.lock"  # held while a process appends
 
     def two_workers_busy() -> list:
         busy = running_with_progress(poll_trials(url, "w"))
@@ -134,11 +137,25 @@ def test_kill_9_of_one_worker_fails_its_trial_and_the_others_reach_the_target(
     busy = wait_until(two_workers_busy, 150, sweep, "trial running in each of 2 workers")
     # the main process runs trials too; the victim is the helper process
     assert sorted(pid(t) == sweep.pid for t in busy) == [False, True]
-    victim, other = sorted(busy, key=lambda t: pid(t) == sweep.pid)
-    assert pid(victim) in children(sweep.pid)
+    other = next(t for t in busy if pid(t) == sweep.pid)
+    helper = next(pid(t) for t in busy if pid(t) != sweep.pid)
+    assert helper in children(sweep.pid)
     # forked from the command (not spawned), and named for ps and top
-    assert Path(f"/proc/{pid(victim)}/comm").read_text().strip() == "sweeps-worker-1"
-    os.kill(pid(victim), signal.SIGKILL)
+    assert Path(f"/proc/{helper}/comm").read_text().strip() == "sweeps-worker-1"
+
+    def helper_mid_training() -> FrozenTrial | None:
+        """The helper's trial, while it trains and nobody holds the journal's lock (the
+        helper is killed while it trains, not half way through writing the journal)."""
+        if lock.is_symlink():
+            return None
+        mine = [t for t in running_with_progress(poll_trials(url, "w")) if pid(t) == helper]
+        if len(mine) == 1 and max(mine[0].intermediate_values) < epochs // 2:
+            return mine[0]
+        return None
+
+    with paused_when(sweep, helper_mid_training, 120, "the helper mid-trial",
+                     pid=helper) as victim:
+        os.kill(helper, signal.SIGKILL)
     killed_at = time.monotonic()
 
     def victim_failed() -> bool:
