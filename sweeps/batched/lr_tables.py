@@ -92,10 +92,22 @@ class LossSchedule:
 
 
 def _stand_in(lrs: list[float]) -> torch.optim.Optimizer:
-    """An optimizer with one parameter group per lr, for a scheduler to set their lrs."""
+    """An optimizer with one parameter group per lr and nothing else, for a scheduler to set
+    their lrs. Not a real ``torch.optim`` optimizer: building the first one of a process
+    imports ``torch._dynamo`` (seconds of CPU and tens of MiB) in a batched sweep that
+    otherwise never builds one."""
     import torch
 
-    return torch.optim.SGD([{"params": [torch.zeros(1)], "lr": lr} for lr in lrs])
+    class StandIn(torch.optim.Optimizer):
+        def __init__(self) -> None:  # no Optimizer.__init__: no parameters, no hooks
+            self.defaults: dict[str, object] = {}
+            self.state: dict[object, object] = {}
+            self.param_groups = [{"params": [], "lr": lr} for lr in lrs]
+
+        def step(self, closure: object = None) -> None:
+            return None
+
+    return StandIn()
 
 
 def _lrs(optimizer: torch.optim.Optimizer) -> list[float]:
