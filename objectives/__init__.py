@@ -1,7 +1,8 @@
 """Objectives: the losses a sweep optimises."""
 
-from ._base import Objective, evaluate
+from ._base import MiniBatchObjective, Objective, TrialState, evaluate, is_minibatch
 from ._errors import ObjectiveError
 from ._registry import available, build, register
 
-__all__ = ["Objective", "ObjectiveError", "available", "build", "evaluate", "register"]
+__all__ = ["MiniBatchObjective", "Objective", "ObjectiveError", "TrialState", "available",
+           "build", "evaluate", "is_minibatch", "register"]

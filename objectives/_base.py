@@ -1,13 +1,14 @@
-"""The objective protocol: what a sweep optimises."""
+"""The objective protocol: what a sweep optimises; and the optional mini-batch protocol."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Objective", "evaluate"]
+__all__ = ["MiniBatchObjective", "Objective", "TrialState", "evaluate", "is_minibatch"]
 
 
 @runtime_checkable
@@ -47,3 +48,47 @@ def evaluate(objective: Objective, params: dict[str, torch.Tensor]) -> dict[str,
     optional ``evaluate(params) -> dict[str, float]``; else none."""
     method = getattr(objective, "evaluate", None)
     return dict(method(params)) if callable(method) else {}
+
+
+@dataclass
+class TrialState:
+    """What a trial of a mini-batch objective owns besides its parameters."""
+
+    buffers: dict[str, torch.Tensor]  # e.g. BatchNorm running statistics, updated in place
+    generator: torch.Generator  # the trial's random stream (dropout), on its device
+
+
+@runtime_checkable
+class MiniBatchObjective(Objective, Protocol):
+    """An objective trained in mini-batches over a data set (optional capability).
+
+    One epoch is one pass over ``batches(epoch, device)``; ``batch_loss`` is the loss of one
+    of them in training mode and ``validate`` scores held-out data in eval mode. ``loss``
+    (from ``Objective``) stays a pure function of the parameters for the tools that want one
+    number (probes, the LR range test).
+    """
+
+    def start_trial(self, device: torch.device) -> TrialState:
+        """Fresh buffers and a freshly seeded generator: the same for every trial."""
+        ...
+
+    def batches(self, epoch: int, device: torch.device) -> list[torch.Tensor]:
+        """The batches of ``epoch`` as index tensors on ``device``, in the order to train
+        them; the same for every trial (a function of the objective's seed and ``epoch``)."""
+        ...
+
+    def batch_loss(self, params: dict[str, torch.Tensor], state: TrialState,
+                   batch: torch.Tensor) -> torch.Tensor:
+        """The scalar training loss of ``batch`` (training mode; updates ``state``)."""
+        ...
+
+    def validate(self, params: dict[str, torch.Tensor],
+                 state: TrialState) -> dict[str, torch.Tensor]:
+        """Held-out metrics in eval mode, as 0-dim tensors on the parameters' device
+        (``val_loss``, ``val_<metric>``); empty without validation data."""
+        ...
+
+
+def is_minibatch(objective: Objective) -> bool:
+    """True if ``objective`` trains in mini-batches (follows ``MiniBatchObjective``)."""
+    return isinstance(objective, MiniBatchObjective)

@@ -43,7 +43,7 @@ class MetricProcess:
 
     def put(self, run_id: str, stats: EpochStats, every: int, names: tuple[str, ...],
             timestamp: int) -> None:
-        arrays = {name: getattr(stats, name) for name in names}
+        arrays = {name: stats.metric(name) for name in names}
         self._requests.put(("write", run_id, stats.start, arrays, every, timestamp))
 
     def flush(self) -> list[str]:
@@ -98,7 +98,9 @@ def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: in
         _, run_id, start, arrays, every, timestamp = item
         n = len(next(iter(arrays.values())))
         columns = [arrays.get(m, np.full(n, np.nan)) for m in EPOCH_METRICS]
-        return run_id, EpochStats(start, *columns), every, tuple(arrays), timestamp
+        extra = {k: v for k, v in arrays.items() if k not in EPOCH_METRICS}  # e.g. val_loss
+        return (run_id, EpochStats(start, *columns, extra=extra), every, tuple(arrays),
+                timestamp)
 
     connect_args = {"timeout": 60} if tracking_uri.startswith("sqlite:") else {}
     engine = sa.create_engine(tracking_uri, connect_args=connect_args, poolclass=sa.NullPool)

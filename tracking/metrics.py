@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeps.errors import first_line
-from sweeps.training.stats import EPOCH_METRICS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,7 +39,8 @@ def _nothing() -> None:
 
 
 def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Metric]:
-    """One ``Metric`` per (name, epoch) for the epochs that are multiples of ``every``."""
+    """One ``Metric`` per (name, epoch) for the epochs that are multiples of ``every``; a
+    name is one of ``stats.names`` (``EPOCH_METRICS`` and the extra ones, e.g. val_loss)."""
     from mlflow.entities import Metric
 
     timestamp = int(time.time() * 1000)
@@ -49,7 +49,7 @@ def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Me
     steps = epochs[keep].tolist()
     out: list[Metric] = []
     for name in names:
-        values = getattr(stats, name)[keep].tolist()
+        values = stats.metric(name)[keep].tolist()
         out.extend(Metric(name, v, timestamp, s) for v, s in zip(values, steps))
     return out
 
@@ -84,7 +84,7 @@ class MetricWriter:
         if not len(stats):
             return
         if self._process is not None and self._process.alive:
-            self._process.put(run_id, stats, self._every, EPOCH_METRICS,
+            self._process.put(run_id, stats, self._every, stats.names,
                               int(time.time() * 1000))
             return
         self._queue.put((run_id, stats))
@@ -136,12 +136,12 @@ class MetricWriter:
             try:
                 timestamp = int(time.time() * 1000)
                 self.values_sent += self._sink.write(run_id, stats, self._every,
-                                                     EPOCH_METRICS, timestamp)
+                                                     stats.names, timestamp)
                 return
             except Exception as exc:
                 log.warning("direct metric write failed (%s); using log_batch from now", exc)
                 self._sink = None
-        metrics = to_metrics(stats, self._every, EPOCH_METRICS)
+        metrics = to_metrics(stats, self._every, stats.names)
         for i in range(0, len(metrics), BATCH_LIMIT):
             self._send(run_id, metrics[i : i + BATCH_LIMIT])
 

@@ -133,7 +133,7 @@ class SqlMetricSink:
                 continue
             first, last = int(steps[0]), int(steps[-1])
             for name in names:
-                values, last_value, last_nan = _as_json(getattr(stats, name)[keep])
+                values, last_value, last_nan = _as_json(stats.metric(name)[keep])
                 arrays.append((name, timestamp, run_id, first, every, values))
                 latest.append((name, last_value, timestamp, run_id, last, last_nan))
             rows += len(steps) * len(names)

@@ -12,7 +12,9 @@ batch.
 Statistics are recorded for the whole batch and handed to each trial's observers per chunk,
 so pruning and tracking work per trial. Which trials batch is decided before the first epoch:
 configurations no rule repeats (RMSprop without momentum) run sequentially, and so does the
-whole batch, with one warning, if ``vmap`` cannot trace the objective's loss.
+whole batch, with one warning, if ``vmap`` cannot trace the objective's loss. Trials of a
+mini-batch objective (``objectives.MiniBatchObjective``) are not batched yet: they run
+sequentially, and the log says so once.
 """
 
 from __future__ import annotations
@@ -69,19 +71,23 @@ def train_batch(
     chunk: int | None = None,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
-    in order. Configurations that cannot be batched run sequentially."""
+    in order. Configurations that cannot be batched run sequentially, and so do all trials of
+    a mini-batch objective."""
+    from objectives import is_minibatch
+
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
+    if len(members) >= 2 and is_minibatch(objective):
+        _explain(objective.name, "mini-batch objectives are not batched yet")
+        members = []
     batch = None
     if len(members) >= 2:
         batch = _Batch(objective, [hps[b] for b in members], epochs, device,
                        [observers[b] for b in members], chunk)
         reason = batch.unbatchable()
         if reason is not None:
-            if (objective.name, reason) not in _EXPLAINED:  # once a process, not every batch
-                _EXPLAINED.add((objective.name, reason))
-                log.warning("trials of %s run one at a time: %s", objective.name, reason)
+            _explain(objective.name, reason)
             batch = None
     batched = members if batch is not None else []
     results: list[TrainResult | None] = [None] * len(hps)
@@ -93,6 +99,14 @@ def train_batch(
         for b, result in zip(batched, batch.run()):
             results[b] = result
     return [r for r in results if r is not None]
+
+
+def _explain(name: str, reason: str) -> None:
+    """Log why trials of objective ``name`` run one at a time: once a process, not every
+    batch."""
+    if (name, reason) not in _EXPLAINED:
+        _EXPLAINED.add((name, reason))
+        log.warning("trials of %s run one at a time: %s", name, reason)
 
 
 class _Batch:

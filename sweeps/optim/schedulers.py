@@ -1,7 +1,10 @@
 """Learning-rate schedulers by name, each a small builder over ``torch.optim.lr_scheduler`` and
 the sub-parameters it searches, with their defaults.
 
-One scheduler step per epoch (the objectives are full-batch). ``plateau`` steps on the loss.
+One scheduler step per epoch (one step is one epoch of a full-batch objective; a mini-batch
+objective still steps its scheduler once per epoch), except ``onecycle``, which spans the run's
+total number of optimizer steps and steps after every batch (``SchedulerSpec.per_step``).
+``plateau`` steps on the (epoch's mean training) loss.
 A builder gets every sub-parameter resolved (given, else its default for the run's epochs), and
 sets each parameter group's schedule from that group's own lr, so that one scheduler can drive
 several groups (the batched path tabulates many trials' schedules at once).
@@ -46,6 +49,8 @@ def _cosine(optimizer: torch.optim.Optimizer, epochs: int, s: dict[str, float]) 
 
 
 def _onecycle(optimizer: torch.optim.Optimizer, epochs: int, s: dict[str, float]) -> Any:
+    """One cycle over ``epochs`` scheduler steps: the run's total number of optimizer steps
+    (epochs x batches per epoch for a mini-batch objective); it steps after every batch."""
     from torch.optim.lr_scheduler import OneCycleLR
 
     # cycle_momentum=False: cycling would turn plain SGD into momentum SGD, and Adagrad
@@ -73,6 +78,7 @@ class SchedulerSpec:
     build: Builder  # (optimizer, epochs, every sub-parameter resolved) -> scheduler or None
     params: tuple[SubParam, ...] = ()  # sub-parameters the search samples
     steps_on_loss: bool = False  # step(loss) instead of step()
+    per_step: bool = False  # steps after every batch, over the total steps, not per epoch
 
     @property
     def searched(self) -> tuple[str, ...]:
@@ -95,7 +101,8 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
         SubParam("exp_gamma", Decay(0.01), Decay(0.001), Decay(0.5)),
     )),
     "cosine": SchedulerSpec(_cosine),
-    "onecycle": SchedulerSpec(_onecycle, (SubParam("pct_start", 0.3, 0.05, 0.5),)),
+    "onecycle": SchedulerSpec(_onecycle, (SubParam("pct_start", 0.3, 0.05, 0.5),),
+                              per_step=True),
     "plateau": SchedulerSpec(_plateau, (
         SubParam("plateau_factor", 0.5, 0.1, 0.9),
         SubParam("plateau_patience", Length(20), Length(100), Length(10), integer=True),
@@ -104,8 +111,12 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
 
 
 def build_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, epochs: int, options: Mapping[str, float]
+    name: str, optimizer: torch.optim.Optimizer, epochs: int, options: Mapping[str, float],
+    steps_per_epoch: int = 1,
 ) -> Any:
-    """The scheduler ``name`` for ``optimizer`` over ``epochs`` steps, or None."""
+    """The scheduler ``name`` for ``optimizer`` over ``epochs`` epochs of ``steps_per_epoch``
+    optimizer steps, or None. Sub-parameter defaults follow the epochs; a ``per_step``
+    scheduler spans ``epochs * steps_per_epoch`` steps."""
     spec = SCHEDULERS[name]
-    return spec.build(optimizer, epochs, spec.settings(options, epochs))
+    length = epochs * steps_per_epoch if spec.per_step else epochs
+    return spec.build(optimizer, length, spec.settings(options, epochs))

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
     from objectives import Objective
 
-__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "finish", "train"]
+__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "deliver", "finish",
+           "train"]
 
 Status = Literal["complete", "pruned", "failed"]
 
@@ -42,7 +43,8 @@ class Observer(Protocol):
 @dataclass(frozen=True)
 class TrainResult:
     status: Status  # complete, pruned or failed
-    final_loss: float  # loss of the parameters after the last step (nan if failed)
+    final_loss: float  # loss of the parameters after the last step (nan if failed); for a
+    # mini-batch objective the mean training loss of the last epoch
     best_loss: float  # lowest loss seen, including final_loss
     epochs_run: int  # epochs whose statistics were recorded
     history: EpochStats  # per-epoch statistics of every epoch run
@@ -70,12 +72,20 @@ def train(
     observers: tuple[Observer, ...] = (),
     chunk: int | None = None,
 ) -> TrainResult:
-    """Run ``epochs`` full-batch steps of ``hp`` on ``objective`` and return the result."""
+    """Run ``epochs`` epochs of ``hp`` on ``objective`` and return the result: one full-batch
+    step an epoch, or one pass over the batches of a mini-batch objective
+    (``sweeps.training.minibatch``)."""
     import torch
 
+    from objectives import is_minibatch
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
     from sweeps.training.recorder import Recorder, chunk_capacity
 
+    if is_minibatch(objective):
+        from sweeps.training.minibatch import train_minibatch
+
+        return train_minibatch(objective, hp, epochs, device=device, observers=observers,
+                               chunk=chunk)
     device = torch.device(device)
     try:
         initial = objective.init_params(device)
@@ -92,15 +102,7 @@ def train(
     parts: list[EpochStats] = []
 
     def flush() -> Status | tuple[int, str]:
-        stats = recorder.drain()
-        bad = stats.first_nonfinite()
-        if bad is not None:
-            stats = stats.head(bad[0] - stats.start)
-        parts.append(stats)
-        stop = False
-        for observer in observers:  # every observer sees every chunk
-            stop = observer.on_chunk(stats) or stop
-        return bad if bad is not None else ("pruned" if stop else "complete")
+        return deliver(recorder.drain(), observers, parts)
 
     epoch = 0
     outcome: Status | tuple[int, str] = "complete"
@@ -138,6 +140,21 @@ def train(
         return finish(observers, parts, "failed", final, "non-finite final loss", epochs, None)
     detached = {k: v.detach() for k, v in params.items()}
     return finish(observers, parts, outcome, final, None, None, detached)
+
+
+def deliver(stats: EpochStats, observers: tuple[Observer, ...],
+            parts: list[EpochStats]) -> Status | tuple[int, str]:
+    """Hand a chunk of statistics, cut before its first non-finite epoch, to every observer
+    and keep it in ``parts``. Returns (epoch, metric) of that non-finite value, else "pruned"
+    if an observer asked to stop, else "complete"."""
+    bad = stats.first_nonfinite()
+    if bad is not None:
+        stats = stats.head(bad[0] - stats.start)
+    parts.append(stats)
+    stop = False
+    for observer in observers:  # every observer sees every chunk
+        stop = observer.on_chunk(stats) or stop
+    return bad if bad is not None else ("pruned" if stop else "complete")
 
 
 def finish(

@@ -1,4 +1,5 @@
-"""One contract suite, run against every registered objective and the user example."""
+"""One contract suite, run against every registered objective, the user example and a
+data-set objective."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import objectives
 from objectives import Objective
 
 CPU = torch.device("cpu")
-SPECS = [*objectives.available(), "examples.my_objective:objective"]
+SPECS = [*objectives.available(), "examples.my_objective:objective",
+         "tests.minibatch_objectives:tiny"]
 
 
 @pytest.fixture(params=SPECS)

@@ -1,0 +1,257 @@
+"""A data-set objective: an ``nn.Module`` trained in mini-batches, scored on held-out data.
+
+The module supplies the architecture, the initial parameters and the initial buffers; the
+training loop owns a trial's parameters, and each trial gets fresh buffers and a freshly seeded
+dropout generator (``start_trial``), so BatchNorm statistics and dropout belong to the trial.
+The data are materialised once as tensors on each device they are used on. A user objective::
+
+    objective = DatasetObjective(
+        model, (inputs, targets), batch_size=100, loss_fn=torch.nn.functional.cross_entropy,
+        validation=(val_inputs, val_targets), metrics={"accuracy": accuracy}, name="mine")
+
+An epoch is one pass over the training data in batches of ``batch_size`` (the last one smaller,
+or dropped with ``drop_last``), in an order drawn from a generator seeded by ``(seed, epoch)``:
+every trial sees the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call
+from torch.utils.data import Dataset
+
+from ._base import TrialState
+from ._errors import ObjectiveError
+
+__all__ = ["DatasetObjective", "accuracy"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
+Data = tuple[torch.Tensor, torch.Tensor] | Dataset
+_Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Share of rows whose largest output is at the target class."""
+    return (outputs.argmax(dim=1) == targets).to(outputs.dtype).mean()
+
+
+class DatasetObjective:
+    """``loss_fn(module(inputs[batch]), targets[batch])`` over the mini-batches of a data set.
+
+    ``metrics`` map names to ``fn(outputs, targets)`` (means over rows, e.g. ``accuracy``),
+    scored with ``loss_fn`` on the validation data after each epoch as ``val_<name>`` and
+    ``val_loss``. ``seed`` fixes the batch order and the trial's dropout stream; the module's
+    parameters and buffers are snapshotted at construction.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        train: Data,
+        *,
+        batch_size: int,
+        loss_fn: LossFn,
+        validation: Data | None = None,
+        metrics: Mapping[str, MetricFn] | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        name: str = "dataset",
+        default_epochs: int = 20,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_count("batch_size", batch_size)
+        _check_count("default_epochs", default_epochs)
+        _check_count("seed", seed, minimum=0)
+        inputs, targets = _materialise("train", train)
+        if drop_last and batch_size > len(inputs):
+            raise ObjectiveError("batch_size", batch_size, f"with drop_last use at most the "
+                                 f"{len(inputs)} training rows")
+        metrics = dict(metrics or {})
+        if metrics and validation is None:
+            raise ObjectiveError("metrics", ", ".join(metrics), "metrics need validation data")
+        for key in metrics:
+            if not key.isidentifier() or key == "loss":
+                raise ObjectiveError("metrics", key, "use identifiers other than 'loss'")
+        held_out = None if validation is None else _materialise("validation", validation)
+        if held_out is not None:
+            _check_like(held_out, inputs, targets)
+        initial = {key: p.detach().clone() for key, p in module.named_parameters()}
+        if not initial:
+            raise ObjectiveError("module", type(module).__name__, "use a module with parameters")
+        self.name = name
+        self.default_epochs = default_epochs
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self._module = module
+        self._initial = initial
+        self._buffers = {key: b.detach().clone() for key, b in module.named_buffers()}
+        self._train = (inputs, targets)
+        self._validation = held_out
+        self._loss_fn = loss_fn
+        self._metrics = metrics
+        self._arguments = dict(arguments or {})
+        self._on_device: dict[tuple[str, torch.device], _Pair] = {}
+
+    @property
+    def rows(self) -> int:
+        """Training rows: the size of one epoch."""
+        return len(self._train[0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches in an epoch: ceil(rows / batch_size), or the floor with ``drop_last``."""
+        whole, part = divmod(self.rows, self.batch_size)
+        return whole + (1 if part and not self.drop_last else 0)
+
+    def init_params(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Copies of the module's parameters as they were at construction, on ``device``."""
+        return {key: p.to(device, copy=True) for key, p in self._initial.items()}
+
+    def start_trial(self, device: torch.device) -> TrialState:
+        """Copies of the module's initial buffers and a generator seeded with ``seed``."""
+        buffers = {key: b.to(device, copy=True) for key, b in self._buffers.items()}
+        return TrialState(buffers, torch.Generator(device=device).manual_seed(self.seed))
+
+    def batches(self, epoch: int, device: torch.device) -> list[torch.Tensor]:
+        """The index tensors of ``epoch``'s batches, on ``device``. The order is drawn on the
+        CPU from a generator seeded by (seed, epoch), so it is the same on every device."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+            order = torch.randperm(self.rows, generator=generator)
+        else:
+            order = torch.arange(self.rows)
+        parts = list(order.to(device).split(self.batch_size))
+        if self.drop_last and len(parts[-1]) < self.batch_size:
+            parts.pop()
+        return parts
+
+    def batch_loss(self, params: dict[str, torch.Tensor], state: TrialState,
+                   batch: torch.Tensor) -> torch.Tensor:
+        """``loss_fn`` on ``batch`` in training mode: BatchNorm normalises with the batch's
+        statistics and updates ``state.buffers`` in place; dropout draws from
+        ``state.generator``."""
+        inputs, targets = self._data("train", _device_of(params))
+        outputs = self._forward(params, state, inputs.index_select(0, batch), training=True)
+        return self._loss_fn(outputs, targets.index_select(0, batch))
+
+    def validate(self, params: dict[str, torch.Tensor],
+                 state: TrialState) -> dict[str, torch.Tensor]:
+        """``val_loss`` and ``val_<metric>`` on the validation data in eval mode (running
+        statistics from ``state``, no dropout), as 0-dim tensors on the parameters' device.
+        The data go through the module in chunks of ``batch_size``; the loss and metrics see
+        all outputs at once."""
+        if self._validation is None:
+            return {}
+        inputs, targets = self._data("validation", _device_of(params))
+        with torch.no_grad():
+            outputs = torch.cat([self._forward(params, state, chunk, training=False)
+                                 for chunk in inputs.split(self.batch_size)])
+            scores = {"val_loss": self._loss_fn(outputs, targets)}
+            for key, fn in self._metrics.items():
+                scores[f"val_{key}"] = torch.as_tensor(fn(outputs, targets),
+                                                       device=outputs.device)
+        return scores
+
+    def loss(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of the whole training set as one batch, in training mode, with
+        a fresh trial state that is thrown away: a pure function of ``params`` (for probes and
+        the LR range test; the training loop uses ``batch_loss``)."""
+        device = _device_of(params)
+        inputs, targets = self._data("train", device)
+        outputs = self._forward(params, self.start_trial(device), inputs, training=True)
+        return self._loss_fn(outputs, targets)
+
+    def arguments(self) -> dict[str, Any]:
+        """The arguments given at construction (logged with the sweep)."""
+        return dict(self._arguments)
+
+    def _forward(self, params: dict[str, torch.Tensor], state: TrialState,
+                 inputs: torch.Tensor, *, training: bool) -> torch.Tensor:
+        if self._module.training != training:
+            self._module.train(training)
+        with _drawing_from(state.generator):
+            return functional_call(self._module, {**state.buffers, **params}, (inputs,))
+
+    def _data(self, split: str, device: torch.device) -> _Pair:
+        key = (split, device)
+        if key not in self._on_device:
+            pair = self._train if split == "train" else self._validation
+            assert pair is not None  # validate() returns early without validation data
+            inputs, targets = pair
+            self._on_device[key] = (inputs.to(device), targets.to(device))
+        return self._on_device[key]
+
+
+@contextmanager
+def _drawing_from(generator: torch.Generator) -> Iterator[None]:
+    """Draw the default generator of ``generator``'s device from ``generator``'s stream, and
+    give the default generator its own state back afterwards (dropout takes no generator)."""
+    device = generator.device
+    if device.type == "cpu":
+        default = torch.random.default_generator
+    else:
+        default = torch.cuda.default_generators[
+            device.index if device.index is not None else torch.cuda.current_device()]
+    saved = default.get_state()
+    default.set_state(generator.get_state())
+    try:
+        yield
+    finally:
+        generator.set_state(default.get_state())
+        default.set_state(saved)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for the batch order of ``epoch``, independent between epochs."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _materialise(field: str, data: Data) -> _Pair:
+    """(inputs, targets) as tensors: a pair of tensors as it is, a ``Dataset`` of (input,
+    target) items stacked once."""
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor)
+                                                          for t in data):
+        inputs, targets = data
+    elif isinstance(data, Dataset):
+        try:
+            items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
+            inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
+            targets = torch.stack([torch.as_tensor(y) for _, y in items])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ObjectiveError(field, type(data).__name__,
+                                 f"use a sized Dataset of (input, target) pairs ({exc})") from None
+    else:
+        raise ObjectiveError(field, type(data).__name__,
+                             "use a pair of tensors (inputs, targets) or a Dataset")
+    if inputs.ndim == 0 or targets.ndim == 0 or len(inputs) != len(targets) or not len(inputs):
+        raise ObjectiveError(field, f"{tuple(inputs.shape)} and {tuple(targets.shape)}",
+                             "use inputs and targets with the same number of rows, at least 1")
+    return inputs.detach(), targets.detach()
+
+
+def _check_like(validation: _Pair, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Validation rows shaped like training rows."""
+    for got, want, what in ((validation[0], inputs, "inputs"), (validation[1], targets,
+                                                                 "targets")):
+        if got.shape[1:] != want.shape[1:]:
+            raise ObjectiveError(f"validation {what}", tuple(got.shape),
+                                 f"use rows of shape {tuple(want.shape[1:])}, as in training")
+
+
+def _check_count(field: str, value: object, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ObjectiveError(field, value, f"use an integer >= {minimum}")
+
+
+def _device_of(params: Mapping[str, torch.Tensor]) -> torch.device:
+    return next(iter(params.values())).device
+

@@ -1,0 +1,38 @@
+"""Tiny mini-batch objectives for tests, loaded as ``tests.minibatch_objectives:<name>``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from objectives.dataset import DatasetObjective, accuracy
+
+ROWS, HELD_OUT, FEATURES, CLASSES = 37, 20, 4, 3
+
+
+def data(seed: int = 0, rows: int = ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` float64 points; the class is the largest of three fixed linear scores."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(rows, FEATURES, generator=generator, dtype=torch.float64)
+    scores = inputs @ torch.randn(FEATURES, CLASSES, generator=generator, dtype=torch.float64)
+    return inputs, scores.argmax(dim=1)
+
+
+def model(dropout: float = 0.3, seed: int = 0) -> nn.Module:
+    """Linear, BatchNorm, ReLU, dropout, linear; float64, initialised from ``seed``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(FEATURES, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                             nn.Dropout(dropout), nn.Linear(8, CLASSES)).double()
+
+
+def tiny(batch_size: int = 8, drop_last: bool = False, shuffle: bool = True,
+         dropout: float = 0.3, seed: int = 0) -> DatasetObjective:
+    """Cross-entropy of ``model`` on 37 training rows, scored on 20 held-out rows."""
+    return DatasetObjective(
+        model(dropout), data(0), batch_size=batch_size, loss_fn=nn.functional.cross_entropy,
+        validation=data(1, HELD_OUT), metrics={"accuracy": accuracy}, shuffle=shuffle,
+        drop_last=drop_last, seed=seed, name="tests.minibatch_objectives:tiny",
+        default_epochs=6,
+        arguments={"batch_size": batch_size, "drop_last": drop_last, "shuffle": shuffle,
+                   "dropout": dropout, "seed": seed})
