@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from objectives import Objective
 
 __all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "deliver", "finish",
-           "train"]
+           "train", "trainable"]
 
 Status = Literal["complete", "pruned", "failed"]
 
@@ -89,8 +89,7 @@ def train(
     device = torch.device(device)
     try:
         initial = objective.init_params(device)
-        params = {k: v.detach().clone(memory_format=torch.contiguous_format)
-                  .requires_grad_(True) for k, v in initial.items()}
+        params = trainable(initial)
         leaves = list(params.values())
         optimizer = build_optimizer(hp.optimizer, leaves, hp.lr, hp.options)
         scheduler = build_scheduler(hp.scheduler, optimizer, epochs, hp.options)
@@ -155,6 +154,14 @@ def deliver(stats: EpochStats, observers: tuple[Observer, ...],
     for observer in observers:  # every observer sees every chunk
         stop = observer.on_chunk(stats) or stop
     return bad if bad is not None else ("pruned" if stop else "complete")
+
+
+def trainable(initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The trial's own parameters: contiguous copies of ``initial`` that require grad."""
+    import torch
+
+    return {k: v.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+            for k, v in initial.items()}
 
 
 def finish(

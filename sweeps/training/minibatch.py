@@ -22,6 +22,7 @@ from sweeps.training.loop import (
     default_chunk,
     deliver,
     finish,
+    trainable,
 )
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def train_minibatch(
     device = torch.device(device)
     try:
         initial = objective.init_params(device)
-        params = {k: v.detach().clone(memory_format=torch.contiguous_format)
-                  .requires_grad_(True) for k, v in initial.items()}
+        params = trainable(initial)
         leaves = list(params.values())
         state = objective.start_trial(device)
         batches = objective.batches(0, device)
