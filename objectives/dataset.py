@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ._base import TrialState
 from ._errors import ObjectiveError
+from .module import check_count, device_of, initial_parameters
 
 __all__ = ["DatasetObjective", "accuracy"]
 
@@ -66,9 +67,9 @@ class DatasetObjective:
         default_epochs: int = 20,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
-        _check_count("batch_size", batch_size)
-        _check_count("default_epochs", default_epochs)
-        _check_count("seed", seed, minimum=0)
+        check_count("batch_size", batch_size)
+        check_count("default_epochs", default_epochs)
+        check_count("seed", seed, minimum=0)
         inputs, targets = _materialise("train", train)
         if drop_last and batch_size > len(inputs):
             raise ObjectiveError("batch_size", batch_size, f"with drop_last use at most the "
@@ -82,9 +83,7 @@ class DatasetObjective:
         held_out = None if validation is None else _materialise("validation", validation)
         if held_out is not None:
             _check_like(held_out, inputs, targets)
-        initial = {key: p.detach().clone() for key, p in module.named_parameters()}
-        if not initial:
-            raise ObjectiveError("module", type(module).__name__, "use a module with parameters")
+        initial = initial_parameters(module)
         self.name = name
         self.default_epochs = default_epochs
         self.batch_size = batch_size
@@ -139,7 +138,7 @@ class DatasetObjective:
         """``loss_fn`` on ``batch`` in training mode: BatchNorm normalises with the batch's
         statistics and updates ``state.buffers`` in place; dropout draws from
         ``state.generator``."""
-        inputs, targets = self._data("train", _device_of(params))
+        inputs, targets = self._data("train", device_of(params))
         outputs = self._forward(params, state, inputs.index_select(0, batch), training=True)
         return self._loss_fn(outputs, targets.index_select(0, batch))
 
@@ -151,7 +150,7 @@ class DatasetObjective:
         all outputs at once."""
         if self._validation is None:
             return {}
-        inputs, targets = self._data("validation", _device_of(params))
+        inputs, targets = self._data("validation", device_of(params))
         with torch.no_grad():
             outputs = torch.cat([self._forward(params, state, chunk, training=False)
                                  for chunk in inputs.split(self.batch_size)])
@@ -165,7 +164,7 @@ class DatasetObjective:
         """The training loss of the whole training set as one batch, in training mode, with
         a fresh trial state that is thrown away: a pure function of ``params`` (for probes and
         the LR range test; the training loop uses ``batch_loss``)."""
-        device = _device_of(params)
+        device = device_of(params)
         inputs, targets = self._data("train", device)
         outputs = self._forward(params, self.start_trial(device), inputs, training=True)
         return self._loss_fn(outputs, targets)
@@ -245,13 +244,3 @@ def _check_like(validation: _Pair, inputs: torch.Tensor, targets: torch.Tensor) 
         if got.shape[1:] != want.shape[1:]:
             raise ObjectiveError(f"validation {what}", tuple(got.shape),
                                  f"use rows of shape {tuple(want.shape[1:])}, as in training")
-
-
-def _check_count(field: str, value: object, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ObjectiveError(field, value, f"use an integer >= {minimum}")
-
-
-def _device_of(params: Mapping[str, torch.Tensor]) -> torch.device:
-    return next(iter(params.values())).device
-

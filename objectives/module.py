@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from ._errors import ObjectiveError
 
-__all__ = ["ModuleObjective"]
+__all__ = ["ModuleObjective", "check_count", "device_of", "initial_parameters"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # inputs, targets and buffers, moved to one device
@@ -46,13 +46,8 @@ class ModuleObjective:
         default_epochs: int = 500,
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(default_epochs, int) or isinstance(default_epochs, bool):
-            raise ObjectiveError("default_epochs", default_epochs, "use an integer >= 1")
-        if default_epochs < 1:
-            raise ObjectiveError("default_epochs", default_epochs, "use an integer >= 1")
-        initial = {key: p.detach().clone() for key, p in module.named_parameters()}
-        if not initial:
-            raise ObjectiveError("module", type(module).__name__, "use a module with parameters")
+        check_count("default_epochs", default_epochs)
+        initial = initial_parameters(module)
         self.name = name
         self.default_epochs = default_epochs
         self._module = module
@@ -69,12 +64,12 @@ class ModuleObjective:
 
     def loss(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """``loss_fn`` of the module's output on the objective's inputs, with ``params``."""
-        inputs, targets, _ = self._on(_device_of(params))
+        inputs, targets, _ = self._on(device_of(params))
         return self._loss_fn(self.forward(params, inputs), targets)
 
     def forward(self, params: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
         """The module's output for ``inputs`` (moved to the parameters' device)."""
-        device = _device_of(params)
+        device = device_of(params)
         _, _, buffers = self._on(device)
         return functional_call(self._module, {**buffers, **params}, (inputs.to(device),))
 
@@ -90,5 +85,20 @@ class ModuleObjective:
         return self._on_device[device]
 
 
-def _device_of(params: Mapping[str, torch.Tensor]) -> torch.device:
+def check_count(field: str, value: object, minimum: int = 1) -> None:
+    """``ObjectiveError`` unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ObjectiveError(field, value, f"use an integer >= {minimum}")
+
+
+def initial_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of ``module``'s parameters as they are now; ``ObjectiveError`` if it has none."""
+    initial = {key: p.detach().clone() for key, p in module.named_parameters()}
+    if not initial:
+        raise ObjectiveError("module", type(module).__name__, "use a module with parameters")
+    return initial
+
+
+def device_of(params: Mapping[str, torch.Tensor]) -> torch.device:
+    """The device of the first of ``params``."""
     return next(iter(params.values())).device
