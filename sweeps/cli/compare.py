@@ -7,13 +7,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps import checks
 from sweeps.cli.common import Parser, add_study_options, guarded
+from sweeps.cli.summary import ranked
 from sweeps.errors import UsageError
 from sweeps.study.config import split_names
 from sweeps.study.results import COLUMNS
+
+if TYPE_CHECKING:
+    from sweeps.study.metric import StudyMetric
 
 __all__ = ["build_parser", "main"]
 
@@ -23,7 +27,8 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "INTERRUPTED")
 def build_parser() -> Parser:
     p = Parser(prog="sweeps.compare", description=__doc__.split("\n")[0])
     add_study_options(p)
-    p.add_argument("--sort", default="final_loss", help="column to sort by (default: final_loss)")
+    p.add_argument("--sort", help="column to sort by (default: value, the study's metric, "
+                                  "best first)")
     p.add_argument("--descending", action="store_true", help="sort from the largest value")
     p.add_argument("--state", type=split_names, metavar="a,b,..",
                    help=f"only trials in these states ({', '.join(STATES)})")
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: Any) -> None:
-    checks.choice("sort", args.sort, COLUMNS)
+    if args.sort is not None:
+        checks.choice("sort", args.sort, COLUMNS)
     if args.top is not None:
         checks.at_least("top", args.top, 1)
     for name in args.state or ():
@@ -58,27 +64,32 @@ def _check(args: Any) -> None:
             checks.writable_file(label, path)
 
 
-def select(frame: Any, args: Any) -> Any:
-    """The rows the filters keep, sorted, cut to ``--top``."""
+def select(frame: Any, args: Any, metric: StudyMetric) -> Any:
+    """The rows the filters keep, sorted (by default best first by ``metric``), cut to
+    ``--top``."""
     if args.state:
         frame = frame[frame["state"].isin([s.upper() for s in args.state])]
     if args.verdict:
         frame = frame[frame["verdict"].isin(args.verdict)]
     if args.optimizer:
         frame = frame[frame["optimizer"].isin(args.optimizer)]
-    frame = frame.sort_values(args.sort, ascending=not args.descending, na_position="last",
-                              kind="stable")
+    if args.sort is None and not args.descending:
+        frame = ranked(frame, metric)
+    else:
+        frame = frame.sort_values(args.sort or "value", ascending=not args.descending,
+                                  na_position="last", kind="stable")
     return frame.head(args.top) if args.top else frame
 
 
 def _compare(args: Any) -> int:
     import pandas as pd
 
-    from sweeps.study.results import opened_study, trials_frame
+    from sweeps.study.results import opened_study, stored_metric, trials_frame
 
     _check(args)
     with opened_study(args.storage, args.study) as study:
-        frame = select(trials_frame(study), args)
+        metric = stored_metric(study)
+        frame = select(trials_frame(study), args, metric)
         experiment = study.user_attrs.get("mlflow_experiment_id")
     if args.csv:
         frame.to_csv(args.csv, index=False)
@@ -86,6 +97,7 @@ def _compare(args: Any) -> int:
         frame.to_json(args.json, orient="records", indent=2)
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):
+        print(f"value: {metric.name} at the {metric.at} epoch ({metric.direction})")
         print(frame[COLUMNS].to_string(index=False) if len(frame) else "no trials match")
     run_ids = [r for r in frame["mlflow_run_id"].head(10) if isinstance(r, str)]
     if experiment and run_ids:

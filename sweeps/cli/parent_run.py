@@ -84,6 +84,6 @@ class ParentRun:
         if best is not None:
             if export:
                 write_json(export, best, force=True)
-            log.info("best trial %d: final_loss=%.4g %s", best["trial"], best["value"],
-                     best["params"])
+            log.info("best trial %d: %s=%.4g %s", best["trial"], best["metric"]["name"],
+                     best["value"], best["params"])
         client.set_terminated(self.run_id, status=status)

@@ -38,6 +38,12 @@ def build_parser() -> Parser:
                    help="objective to optimise (default: rebalance)")
     p.add_argument("--objective-arg", metavar="K=V", action="append", dest="objective_arg",
                    help="objective argument, repeatable (e.g. size=16)")
+    p.add_argument("--metric", help="per-epoch metric to optimise (default: val_loss where the "
+                                    "objective has validation data, else loss)")
+    p.add_argument("--direction", help="minimize or maximize the metric (default: maximize "
+                                       "for a name ending in accuracy, else minimize)")
+    p.add_argument("--metric-at", help="read a trial's value at its last epoch (default: what "
+                                       "the exported configuration reproduces) or best epoch")
     p.add_argument("--study", help="study name (default: from the objective)")
     p.add_argument("--n-trials", type=int, help="target number of finished trials (default: 50)")
     p.add_argument("--epochs", type=int, help="epochs per trial (default: the objective's)")

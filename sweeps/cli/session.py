@@ -52,6 +52,7 @@ class SweepSession:
 
 def open_session(config: SweepConfig) -> SweepSession:
     """Everything a sweep needs, checked before anything is written."""
+    import torch
     from mlflow import MlflowClient
 
     from objectives import build
@@ -59,6 +60,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     from sweeps.cli.parent_run import ParentRun
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.storage.backends import absolute_uri, open_storage
+    from sweeps.study.metric import reported_metrics, study_metric
     from sweeps.study.opening import auto_space, open_study, search_space
     from sweeps.study.reaper import reap_stale
     from sweeps.study.sweep import Sweep
@@ -70,8 +72,10 @@ def open_session(config: SweepConfig) -> SweepSession:
     device = resolve_device(config.device)
     check_tracking(config.tracking_uri)
     space = search_space(config, epochs)
+    metric = study_metric(config.metric, config.direction, config.metric_at,
+                          reported_metrics(objective, torch.device(device)))
     storage = open_storage(config.storage)
-    study = open_study(config, objective, epochs, space, storage)
+    study = open_study(config, objective, epochs, metric, space, storage)
     tests: dict[str, Any] = {}
     if config.lr_range == "auto":
         space, tests = auto_space(study, space, objective, device,
@@ -79,11 +83,11 @@ def open_session(config: SweepConfig) -> SweepSession:
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
     tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
                            config.experiment_name, config.log_every)
-    parent = ParentRun(tracker, study, _parent_params(config, space, objective, epochs),
-                       config.seed)
+    parent = ParentRun(tracker, study, {**_parent_params(config, space, objective, epochs),
+                                        **metric.settings()}, config.seed)
     if tests:
         parent.log_range_tests(tests)
-    sweep = Sweep(config, objective, epochs, device, study, space, tracker)
+    sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker)
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None
     if config.plots:

@@ -17,6 +17,7 @@ from sweeps.errors import UsageError
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.study.config import SweepConfig, parse_kv
+from sweeps.study.metric import StudyMetric
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import Observer
 
@@ -32,6 +33,7 @@ class RunSpec:
     hp: Hyperparams  # optimizer, lr, scheduler, sub-parameters
     epochs: int | None  # None: the objective's default
     expected: float | None = None  # value the export recorded, to compare with
+    metric: StudyMetric = StudyMetric()  # the study's metric that ``expected`` is a value of
 
 
 def build_parser() -> Parser:
@@ -87,8 +89,9 @@ def spec_from_export(path: str) -> RunSpec:
         if not isinstance(params, dict) or not isinstance(args, dict):
             raise TypeError("'params' and 'objective.args' must be JSON objects")
         hp = Hyperparams.from_dict(params)
+        metric = StudyMetric(**data.get("metric", {}))  # older exports: the training loss
         return RunSpec(str(objective["name"]), {str(k): str(v) for k, v in args.items()},
-                       hp, int(data["epochs"]), float(data["value"]))
+                       hp, int(data["epochs"]), float(data["value"]), metric)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
 
@@ -205,13 +208,16 @@ def _report(spec: RunSpec, result: Any, before: dict[str, float], after: dict[st
         if name in after:
             print(f"mean {name}: {value:.4f} -> {after[name]:.4f}")
     print(f"final_loss={result.final_loss:.4e} best_loss={result.best_loss:.4e}")
-    for name, value in scores.items():
+    held_out = {k: v[-1] for k, v in h.extra.items() if k.startswith("val_") and len(v)}
+    for name, value in {**held_out, **scores}.items():
         print(f"{name}={value:.4f}")
     if result.failure:
         print(f"failed at epoch {result.failure_epoch}: {result.failure}")
-    if spec.expected is not None and math.isfinite(result.final_loss):
-        rel = abs(result.final_loss - spec.expected) / max(abs(spec.expected), 1e-300)
-        print(f"exported value {spec.expected:.6e}: relative difference {rel:.1e}")
+    value = spec.metric.value(result) if result.status == "complete" else math.nan
+    if spec.expected is not None and math.isfinite(value):
+        rel = abs(value - spec.expected) / max(abs(spec.expected), 1e-300)
+        print(f"exported value ({spec.metric.name}) {spec.expected:.6e}: this run "
+              f"{value:.6e}, relative difference {rel:.1e}")
     if run_id:
         print(f"mlflow run: {run_id}")
 

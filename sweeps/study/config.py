@@ -16,6 +16,7 @@ from sweeps.errors import UsageError
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.storage.backends import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from sweeps.study.metric import DIRECTIONS, READ_AT
 from sweeps.study.pruners import DEFAULT_PRUNER, PRUNERS
 from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
 
@@ -53,6 +54,9 @@ class SweepConfig:
     export: str | None = None  # write the best trial's JSON here at the end
     quiet: bool = False  # no progress display
     plots: bool = True  # log the sweep's plots (PNG) to the parent run at the end
+    metric: str | None = None  # metric optimised; default: val_loss if reported, else loss
+    direction: str | None = None  # minimize or maximize; default: by the metric's name
+    metric_at: str = "last"  # a trial's value: the metric at its last or its best epoch
 
     @property
     def study_name(self) -> str:
@@ -70,6 +74,9 @@ class SweepConfig:
         checks.choice("pruner", self.pruner, PRUNERS)
         checks.choice("device", self.device, checks.DEVICES)
         checks.choice("lr-range", self.lr_range, LR_RANGES)
+        if self.direction is not None:
+            checks.choice("direction", self.direction, DIRECTIONS)
+        checks.choice("metric-at", self.metric_at, READ_AT)
         if self.lr_range == "auto" and (self.lr_min or self.lr_max):
             raise UsageError("lr-range", self.lr_range, "use fixed with --lr-min/--lr-max")
         checks.at_least("n-trials", self.n_trials, 1)

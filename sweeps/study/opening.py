@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import UsageError
-from sweeps.study.results import SETTINGS_ATTR
+from sweeps.study.results import SETTINGS_ATTR, stored_metric
 
 if TYPE_CHECKING:
     import optuna
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.diagnostics.range_test import RangeTestResult
     from sweeps.study.config import SweepConfig
+    from sweeps.study.metric import StudyMetric
     from sweeps.study.space import SearchSpace
 
 __all__ = ["LR_RANGES_ATTR", "auto_space", "fixed_settings", "open_study", "search_space"]
@@ -21,10 +22,10 @@ __all__ = ["LR_RANGES_ATTR", "auto_space", "fixed_settings", "open_study", "sear
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 
 
-def fixed_settings(objective: Objective, epochs: int) -> dict[str, Any]:
+def fixed_settings(objective: Objective, epochs: int, metric: StudyMetric) -> dict[str, Any]:
     """What a study is created with and resumed only with."""
     return {"objective": objective.name, "objective_args": objective.arguments(),
-            "epochs": epochs}
+            "epochs": epochs, **metric.settings()}
 
 
 def search_space(config: SweepConfig, epochs: int) -> SearchSpace:
@@ -35,8 +36,8 @@ def search_space(config: SweepConfig, epochs: int) -> SearchSpace:
                        config.lr_max).validated()
 
 
-def open_study(config: SweepConfig, objective: Objective, epochs: int, space: SearchSpace,
-               storage: BaseStorage) -> optuna.Study:
+def open_study(config: SweepConfig, objective: Objective, epochs: int, metric: StudyMetric,
+               space: SearchSpace, storage: BaseStorage) -> optuna.Study:
     """Create the study, or load it and check that its fixed settings match."""
     import optuna
 
@@ -44,16 +45,18 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, space: Se
     from sweeps.study.pruners import build_pruner
     from sweeps.study.samplers import build_sampler
 
-    settings = fixed_settings(objective, epochs)
+    settings = fixed_settings(objective, epochs, metric)
     study = optuna.create_study(
-        storage=storage, study_name=config.study_name, direction="minimize",
+        storage=storage, study_name=config.study_name, direction=metric.direction,
         sampler=build_sampler(config.sampler, config.seed, space),
         pruner=build_pruner(config.pruner, epochs), load_if_exists=True,
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
-    elif stored != settings:
+        return study
+    stored = {**stored_metric(study).settings(), **stored}  # older studies: the defaults
+    if stored != settings:
         key = next(k for k in settings if stored.get(k) != settings.get(k))
         dispose_engine(storage)  # a refused resume leaves nothing open behind
         raise UsageError(

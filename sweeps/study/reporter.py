@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import optuna
 
     from sweeps.diagnostics.stall import StallWatch
+    from sweeps.study.metric import StudyMetric
     from sweeps.study.prune_view import PruneView
     from sweeps.training.loop import TrainResult
     from sweeps.training.stats import EpochStats
@@ -21,14 +22,15 @@ PRUNE_CHECKS = (0.2, 0.4, 0.6, 0.8)  # fractions of the epochs at which the prun
 
 
 class OptunaReporter(Observer):
-    """Reports each chunk's last loss as an intermediate value, keeps the trial's heartbeat
-    fresh, stops a stalled trial (with ``stall``), and asks the pruner at ``PRUNE_CHECKS``
-    fractions of the epochs (each question reads every trial of the study: ``PruneView``
-    shares one read among a batch)."""
+    """Reports the study's metric at each chunk's last epoch as an intermediate value, keeps
+    the trial's heartbeat fresh, stops a stalled trial (with ``stall``), and asks the pruner
+    at ``PRUNE_CHECKS`` fractions of the epochs (each question reads every trial of the
+    study: ``PruneView`` shares one read among a batch)."""
 
-    def __init__(self, trial: optuna.Trial, epochs: int, view: PruneView,
+    def __init__(self, trial: optuna.Trial, epochs: int, metric: StudyMetric, view: PruneView,
                  stall: StallWatch | None = None) -> None:
         self.trial = trial
+        self.metric = metric
         self.stall = stall
         self.stopped: dict[str, str] = {}  # why the reporter stopped the trial, if it did
         self.heartbeat = Heartbeat(trial)
@@ -45,7 +47,7 @@ class OptunaReporter(Observer):
         if not len(stats):
             return False
         done = stats.start + len(stats)
-        value = float(stats.loss[-1])
+        value = self.metric.latest(stats)
         self.trial.report(value, step=done - 1)
         self.reported[done - 1] = value
         if self.stall is not None and self.stall.on_chunk(stats):

@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,12 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+    from sweeps.study.metric import StudyMetric
     from sweeps.training.loop import TrainResult
 
 __all__ = ["FORMAT", "INTERRUPTED_ATTR", "RUN_ID_ATTR", "SETTINGS_ATTR", "best_documents",
-           "counted_trials", "load_study", "outcome_attrs", "trials_frame", "write_json"]
+           "counted_trials", "load_study", "outcome_attrs", "stored_metric", "trials_frame",
+           "write_json"]
 
 # Trial and study attributes the sweep writes (stored data: the names do not change).
 INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
@@ -31,7 +34,7 @@ RUN_ID_ATTR = "mlflow_run_id"  # the trial's tracked run
 SETTINGS_ATTR = "lrsweep_settings"  # the study's fixed settings, compared on resume
 
 FORMAT = "lrsweep.best/1"  # the exported document's format tag
-COLUMNS = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "final_loss",
+COLUMNS = ["trial", "state", "verdict", "optimizer", "lr", "scheduler", "value", "final_loss",
            "best_loss", "epochs_run", "mean_update_ratio"]
 
 
@@ -42,6 +45,29 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [t for t in study.get_trials(deepcopy=False, states=states)
             if INTERRUPTED_ATTR not in t.user_attrs]
+
+
+def stored_metric(study: optuna.Study) -> StudyMetric:
+    """The metric ``study`` optimises (a study from before the choice: the training loss)."""
+    from sweeps.study.metric import StudyMetric
+
+    stored = study.user_attrs.get(SETTINGS_ATTR, {})
+    default = StudyMetric()
+    return StudyMetric(stored.get("metric", default.name),
+                       stored.get("direction", default.direction),
+                       stored.get("metric_at", default.at))
+
+
+def trial_value(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The study's metric for ``trial``: its value if complete, its last reported value if
+    pruned, else None."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
 
 
 def outcome_attrs(result: TrainResult) -> dict[str, Any]:
@@ -117,7 +143,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         rows.append({
             "trial": t.number, "state": state, "verdict": t.user_attrs.get("verdict"),
             "optimizer": hp.get("optimizer"), "lr": hp.get("lr"),
-            "scheduler": hp.get("scheduler"), "final_loss": t.user_attrs.get("final_loss"),
+            "scheduler": hp.get("scheduler"), "value": trial_value(t),
+            "final_loss": t.user_attrs.get("final_loss"),
             "best_loss": t.user_attrs.get("best_loss"),
             "epochs_run": t.user_attrs.get("epochs_run"),
             "mean_update_ratio": t.user_attrs.get("mean_update_ratio"),
@@ -135,13 +162,15 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
                 if t.value is not None and math.isfinite(t.value)]
     if not complete:
         raise UsageError("study", study.study_name, "it has no completed trial to export yet")
-    complete.sort(key=lambda t: (t.value, t.number))
+    metric = stored_metric(study)
+    complete.sort(key=lambda t: (-t.value if metric.maximize else t.value, t.number))
     settings = study.user_attrs.get(SETTINGS_ATTR, {})
     return [{
         "format": FORMAT,
         "study": study.study_name,
         "trial": t.number,
         "value": t.value,
+        "metric": asdict(metric),
         "objective": {"name": settings.get("objective"),
                       "args": settings.get("objective_args", {})},
         "epochs": settings.get("epochs"),

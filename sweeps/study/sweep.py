@@ -8,6 +8,7 @@ riders, runs that are not trials but train in a batch beside them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.study.config import SweepConfig
     from sweeps.study.interrupts import Started
+    from sweeps.study.metric import StudyMetric
     from sweeps.study.prune_view import PruneView
     from sweeps.study.space import SearchSpace
     from sweeps.study.tracker import SweepTracker
@@ -77,6 +79,7 @@ class Sweep:
     epochs: int
     device: str
     study: optuna.Study
+    metric: StudyMetric
     space: SearchSpace
     tracker: SweepTracker
     listeners: list[SweepListener] = field(default_factory=list)
@@ -171,7 +174,7 @@ class Sweep:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
         stall = StallWatch(self.epochs) if self.config.prune_stalled else None
-        reporter = OptunaReporter(trial, self.epochs, view, stall)
+        reporter = OptunaReporter(trial, self.epochs, self.metric, view, stall)
         reporter.heartbeat.beat()
         record = self.tracker.start_trial(
             trial.number, self.run_params(hp), {"study": self.study.study_name},
@@ -192,10 +195,13 @@ class Sweep:
             trial.set_user_attr(key, value)
         state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
             result.status, TrialState.FAIL)
-        self.study.tell(trial, result.final_loss if state == TrialState.COMPLETE else None,
-                        state=state)
-        log.info("trial %d %s: %s lr=%.3g %s final_loss=%.4g", trial.number, result.status,
-                 hp.optimizer, hp.lr, hp.scheduler, result.final_loss)
+        value = self.metric.value(result)
+        if state == TrialState.COMPLETE and not math.isfinite(value):
+            trial.set_user_attr("failure", f"non-finite {self.metric.name} ({value})")
+            state = TrialState.FAIL
+        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        log.info("trial %d %s: %s lr=%.3g %s %s=%.4g", trial.number, result.status,
+                 hp.optimizer, hp.lr, hp.scheduler, self.metric.name, value)
         if self.listeners:
             outcome = TrialOutcome(trial.number, hp, result, started.record.run_id,
                                    len(counted_trials(self.study)))
