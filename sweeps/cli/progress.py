@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from sweeps.study.metric import StudyMetric
 from sweeps.study.sweep import SweepListener, TrialOutcome
 from sweeps.training.loop import Observer
 from sweeps.training.stats import EpochStats
@@ -38,8 +39,10 @@ class _EpochTicker(Observer):
 class SweepProgress(SweepListener):
     """Progress of a sweep; a no-op when ``enabled`` is False."""
 
-    def __init__(self, target: int, done: int, epochs: int, enabled: bool) -> None:
+    def __init__(self, target: int, done: int, epochs: int, enabled: bool,
+                 metric: StudyMetric = StudyMetric()) -> None:
         self.enabled = enabled
+        self.metric = metric
         self.best: tuple[float, str] | None = None
         self._progress: Progress | None = None
         if not enabled:
@@ -75,10 +78,9 @@ class SweepProgress(SweepListener):
             self._progress.update(self._epochs, completed=epochs)
 
     def trial_done(self, outcome: TrialOutcome) -> None:
-        result, hp = outcome.result, outcome.hparams
-        if result.status == "complete" and (self.best is None or result.final_loss
-                                            < self.best[0]):
-            self.best = (result.final_loss, f"{hp.optimizer} lr={hp.lr:.3g} {hp.scheduler}")
+        value, hp = outcome.value, outcome.hparams
+        if value is not None and (self.best is None or self.metric.better(value, self.best[0])):
+            self.best = (value, f"{hp.optimizer} lr={hp.lr:.3g} {hp.scheduler}")
         self.set_done(outcome.counted)
 
     def set_done(self, done: int) -> None:
@@ -86,7 +88,7 @@ class SweepProgress(SweepListener):
             return
         text = "trials"
         if self.best is not None:
-            text = f"trials (best {self.best[0]:.3g}: {self.best[1]})"
+            text = f"trials (best {self.metric.name} {self.best[0]:.3g}: {self.best[1]})"
         self._progress.update(self._trials, completed=done, description=text)
         self._progress.reset(self._epochs)
 

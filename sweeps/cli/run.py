@@ -164,7 +164,7 @@ def _drive(config: SweepConfig, session: SweepSession, helpers: Helpers | None) 
 
     sweep = session.sweep
     progress = SweepProgress(config.n_trials, len(counted_trials(sweep.study)), sweep.epochs,
-                             interactive(config.quiet))
+                             interactive(config.quiet), sweep.metric)
     sweep.listeners.append(progress)
     with terminate_as_exception():
         try:

@@ -133,6 +133,9 @@ def _mask_userinfo_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_DRIVER_HINT = "for PostgreSQL: pip install -e '.[postgres]'"
+
+
 def open_storage(url: str) -> BaseStorage:
     """The storage behind ``url``; creates the folder of a local SQLite or journal file."""
     import optuna
@@ -154,6 +157,10 @@ def open_storage(url: str) -> BaseStorage:
         storage = _rdb_storage(url, engine)
         tune_sqlite(storage.engine)
         return storage
+    except ImportError as exc:  # the database's Python driver is not installed
+        missing = getattr(exc.__cause__, "name", None) or str(exc)
+        raise UsageError("storage", redact(url), f"install its Python driver {missing!r} "
+                         f"({_DRIVER_HINT})") from None
     except Exception as exc:
         raise UsageError("storage", redact(url), f"use a reachable database ({exc})") from None
 

@@ -46,6 +46,10 @@ class StudyMetric:
     def maximize(self) -> bool:
         return self.direction == "maximize"
 
+    def better(self, value: float, than: float) -> bool:
+        """True if ``value`` is better than ``than`` in this metric's direction."""
+        return value > than if self.maximize else value < than
+
     def settings(self) -> dict[str, str]:
         """As a study's fixed settings (a study is resumed only with the same metric)."""
         return {"metric": self.name, "direction": self.direction, "metric_at": self.at}

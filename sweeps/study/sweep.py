@@ -48,6 +48,7 @@ class TrialOutcome:
     number: int
     hparams: Hyperparams
     result: TrainResult
+    value: float | None  # the study's metric, as told to Optuna (None: not complete)
     run_id: str  # the trial's tracked run
     counted: int  # finished trials that count towards the target, this one included
 
@@ -103,14 +104,17 @@ class Sweep:
 
     def _next_batch_size(self) -> int:
         """Trials to start now: the target less the finished and the running ones, at most
-        a batch, and never past the end of a grid."""
+        a batch, at most this worker's share of the unfinished ones (so that no worker of
+        ``--workers`` waits idle while another holds trials it could run), and never past
+        the end of a grid."""
         from optuna.trial import TrialState
 
         from sweeps.study.samplers import grid_points_left
 
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        size = min(self.config.batch,
-                   self.config.n_trials - len(counted_trials(self.study)) - len(running))
+        unfinished = self.config.n_trials - len(counted_trials(self.study))
+        share = -(-unfinished // self.config.workers)
+        size = min(self.config.batch, share, unfinished - len(running))
         if self.config.sampler == "grid":
             size = min(size, grid_points_left(self.study, self.space))
         return size
@@ -203,7 +207,8 @@ class Sweep:
         log.info("trial %d %s: %s lr=%.3g %s %s=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, self.metric.name, value)
         if self.listeners:
-            outcome = TrialOutcome(trial.number, hp, result, started.record.run_id,
+            told = value if state == TrialState.COMPLETE else None
+            outcome = TrialOutcome(trial.number, hp, result, told, started.record.run_id,
                                    len(counted_trials(self.study)))
             for listener in self.listeners:
                 listener.trial_done(outcome)

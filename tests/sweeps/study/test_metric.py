@@ -150,10 +150,12 @@ def test_resuming_with_another_metric_is_refused(maximised: Path,
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--objective", OBJECTIVE, "--metric", "val_f1"],
      "sweeps.run: error: metric: 'val_f1' is not valid; use one of loss, grad_abs_mean"),
-    (["--metric", "val_loss"], "sweeps.run: error: metric: 'val_loss' is not valid; use one of loss,"),
+    (["--metric", "val_loss"],
+     "sweeps.run: error: metric: 'val_loss' is not valid; use one of loss,"),
     (["--objective", OBJECTIVE, "--direction", "up"],
      "sweeps.run: error: direction: 'up' is not valid; use one of minimize, maximize"),
-    (["--metric-at", "first"], "sweeps.run: error: metric-at: 'first' is not valid; use one of last, best"),
+    (["--metric-at", "first"],
+     "sweeps.run: error: metric-at: 'first' is not valid; use one of last, best"),
 ])
 def test_a_bad_metric_is_one_line_exit_2_and_writes_nothing(
         argv: list[str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

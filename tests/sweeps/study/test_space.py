@@ -12,12 +12,12 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 
-from sweeps.study.config import SweepConfig
-from sweeps.study.samplers import SAMPLERS, build_sampler
-from sweeps.training.hparams import Hyperparams
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.study.config import SweepConfig
+from sweeps.study.samplers import SAMPLERS, build_sampler
 from sweeps.study.space import GRID_LR_POINTS, SearchSpace
+from sweeps.training.hparams import Hyperparams
 
 EPOCHS = 200
 ALL = SearchSpace(tuple(OPTIMIZERS), tuple(SCHEDULERS), EPOCHS)
