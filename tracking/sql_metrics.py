@@ -154,6 +154,18 @@ class SqlMetricSink:
             cursor.close()
         return rows
 
+    def holds_experiment(self, experiment_id: str, name: str, creation_time: int | None) -> bool:
+        """True if this database holds experiment ``experiment_id`` with this name and
+        creation time: the experiment a tracking server created is proof that this is the
+        server's own database."""
+        import sqlalchemy as sa
+
+        query = sa.text("SELECT name, creation_time FROM experiments "
+                        "WHERE experiment_id = :id")
+        with self._engine.connect() as conn:
+            row = conn.execute(query, {"id": int(experiment_id)}).first()
+        return row is not None and (row[0], row[1]) == (name, creation_time)
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

@@ -64,6 +64,11 @@ def build_parser() -> Parser:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "
                                           "(default: sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--tracking-db", metavar="URL",
+                   help="with an http(s) --tracking-uri: the server's own database "
+                        "(--backend-store-uri); per-epoch metrics are written into it directly "
+                        "once it is shown to hold the server's runs (default: through the "
+                        "server)")
     p.add_argument("--experiment", help="MLflow experiment (default: the study name)")
     p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
     p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "

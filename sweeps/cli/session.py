@@ -81,8 +81,9 @@ def open_session(config: SweepConfig) -> SweepSession:
         space, tests = auto_space(study, space, objective, device,
                                   enqueue=config.sampler != "grid")
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
-    tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri),
-                           config.experiment_name, config.log_every)
+    tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri), config.experiment_name,
+                           config.log_every, metrics_db=config.tracking_db and absolute_uri(
+                               config.tracking_db, create_folder=False))
     parent = ParentRun(tracker, study, {**_parent_params(config, space, objective, epochs),
                                         **metric.settings()}, config.seed)
     if tests:

@@ -15,7 +15,7 @@ from sweeps import checks
 from sweeps.errors import UsageError
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
-from sweeps.storage.backends import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from sweeps.storage.backends import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, redact
 from sweeps.study.metric import DIRECTIONS, READ_AT
 from sweeps.study.pruners import DEFAULT_PRUNER, PRUNERS
 from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -45,6 +45,7 @@ class SweepConfig:
     seed: int = 0  # sampler seed
     storage: str = DEFAULT_STORAGE  # Optuna storage (sqlite, postgresql, journal)
     tracking_uri: str = DEFAULT_TRACKING_URI  # MLflow tracking URI
+    tracking_db: str | None = None  # the tracking server's database: metrics written directly
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow
     workers: int = 1  # worker processes on this machine
@@ -97,6 +98,11 @@ class SweepConfig:
             checks.writable_file("export", self.export)
         if self.timeout is not None and not self.timeout > 0:
             raise UsageError("timeout", self.timeout, "use a number of seconds > 0")
+        if self.tracking_db is not None and not self.tracking_uri.startswith(("http://",
+                                                                              "https://")):
+            raise UsageError("tracking-db", redact(self.tracking_db),
+                             "use it with an http(s) --tracking-uri (a database tracking URI "
+                             "is written directly already)")
         for label, given in (("study", self.study), ("experiment", self.experiment)):
             if given is not None and not NAME_PATTERN.match(given):
                 raise UsageError(label, given, NAME_RULE)

@@ -104,6 +104,46 @@ def test_separate_processes_on_postgres_and_an_mlflow_server_agree_one_to_one(
         assert not (home / "mlruns").exists()
 
 
+def test_the_recipe_writes_metrics_into_the_servers_database_readable_through_its_api(
+        postgres: PostgresCluster, make_mlflow_server: Callable[[str], MlflowServer],
+        tmp_path: Path, processes: Processes) -> None:
+    """The README's recipe as written: PostgreSQL for the study and for the tracking server
+    (proxied artifacts), two workers as separate processes naming the server's database with
+    ``--tracking-db``. Each writes its per-epoch metrics there directly; every value, the
+    plots and the export are reachable through the server."""
+    tracking_db = _database(postgres, "tracking")
+    server = make_mlflow_server(tracking_db)
+    storage = _database(postgres, "study")
+    loud = [a for a in MIXED if a not in ("--quiet", *NO_PLOTS)]  # its log lines, its plots
+    common = ["--study", "recipe", "--storage", storage, "--tracking-uri", server.url,
+              "--tracking-db", tracking_db, *loud]
+    homes = [tmp_path / f"machine-{i}" for i in range(3)]
+    for home in homes:
+        home.mkdir()
+    first = processes.run(homes[0], *common, "--n-trials", "1")
+    assert first.rc == 0, first.stderr[-3000:]
+    racing = [processes.start(home, *common, "--n-trials", "6") for home in homes[1:]]
+    for proc in racing:
+        assert proc.wait(240) == 0, proc.stderr[-3000:]
+        assert "per-epoch metrics are written straight into the tracking server's database" \
+            in proc.stderr
+
+    trials = load_trials(storage, "recipe")
+    assert len(counted(trials)) == 6
+    runs = mlflow_runs(server.url, "recipe")  # through the server's REST API
+    assert_study_and_runs_agree(trials, runs, parent_id=None)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert complete
+    for trial in complete:
+        epochs = trial.user_attrs["epochs_run"]
+        history = runs.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "loss")
+        assert sorted(m.step for m in history) == list(range(epochs)), trial.number
+    parent = runs.parents[0].info.run_id
+    artifacts = {a.path for a in runs.client.list_artifacts(parent)}
+    assert {"best_params.json", "trials.csv", "plots"} <= artifacts
+    assert runs.client.list_artifacts(parent, "plots"), "no plots behind the server"
+
+
 def _session_processes(sid: int) -> list[str]:
     """Names of the live processes of session ``sid`` (the tests start each command in one)."""
     names = []
