@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.servers import MlflowServer, PostgresCluster
 
@@ -142,6 +143,41 @@ def test_the_recipe_writes_metrics_into_the_servers_database_readable_through_it
     artifacts = {a.path for a in runs.client.list_artifacts(parent)}
     assert {"best_params.json", "trials.csv", "plots"} <= artifacts
     assert runs.client.list_artifacts(parent, "plots"), "no plots behind the server"
+
+
+def test_a_database_that_is_not_the_servers_is_refused_in_one_line_and_left_untouched(
+        postgres: PostgresCluster, make_mlflow_server: Callable[[str], MlflowServer],
+        tmp_path: Path, processes: Processes) -> None:
+    """``--tracking-db`` naming an unrelated PostgreSQL database: one line that says so (its
+    password masked), nothing written there, every metric through the server instead."""
+    server = make_mlflow_server(_database(postgres, "tracking"))
+    unrelated = _database(postgres, "unrelated")
+    secret = "pw-not-to-be-seen"
+    named = unrelated.replace(f"{postgres.user}@", f"{postgres.user}:{secret}@")
+    args = ["--study", "elsewhere", "--storage", _database(postgres, "study"),
+            "--tracking-uri", server.url, "--tracking-db", named, "--n-trials", "3",
+            *[a for a in MIXED if a != "--quiet"]]
+
+    done = processes.run(tmp_path, *args)
+
+    assert done.rc == 0, done.stderr[-3000:]
+    assert secret not in done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("tracking-db ")]
+    assert said == [f"tracking-db {named.replace(secret, '***')}: not a database whose MLflow "
+                    "schema this version writes; per-epoch metrics go through the tracking "
+                    "server"]
+    engine = sa.create_engine(unrelated, poolclass=sa.NullPool)
+    assert sa.inspect(engine).get_table_names() == []  # nothing written there
+    engine.dispose()
+    trials = load_trials(args[3], "elsewhere")
+    runs = mlflow_runs(server.url, "elsewhere")
+    assert_study_and_runs_agree(trials, runs)
+    for run in runs.all:
+        assert not [v for v in (*run.data.params.values(), *run.data.tags.values())
+                    if secret in v]
+    for trial in (t for t in trials if t.state.name == "COMPLETE"):
+        history = runs.client.get_metric_history(trial.user_attrs["mlflow_run_id"], "loss")
+        assert len(history) == trial.user_attrs["epochs_run"]
 
 
 def _session_processes(sid: int) -> list[str]:

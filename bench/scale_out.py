@@ -1,0 +1,149 @@
+"""Scale-out: the default sweep against a tracking server, and ``--workers 2`` against 1.
+
+    python -m bench.scale_out                      # both parts (about 10 minutes on 2 cores)
+    python -m bench.scale_out --only tracking      # or: workers
+    python -m bench.scale_out --before ../old      # also time another checkout, side by side
+
+``tracking``: the 20-trial default sweep (``python -m sweeps.run --n-trials 20``) on the local
+SQLite store, then against a real ``mlflow server`` on 127.0.0.1 whose database is PostgreSQL,
+with ``--tracking-db`` naming that database (the README's recipe), then through the server's
+``log_batch`` with ``--log-every 10`` (what a setup that reaches only the HTTP endpoint
+pays, for a tenth of the rows). Each server run is checked to hold every epoch of every trial
+it should (``loss`` rows per run, read in the server's database). Needs PostgreSQL's server
+binaries (``initdb``, ``pg_ctl``).
+
+``workers``: the default 50-trial sweep end to end with ``--workers 1`` and ``--workers 2``
+(default settings otherwise: what a user runs), fresh stores each.
+
+Commands of a part run in turn, ``--repeats`` times; each figure is the median. ``--before``
+runs every command a second time with another checkout on ``PYTHONPATH`` (a ``git worktree``
+of an older commit), so before and after are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .context import REPO
+from .procs import run_measured
+
+__all__ = ["main"]
+
+TRACKING_TRIALS = 20
+WORKER_TRIALS = 50
+
+
+def _env(repo: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
+
+
+def _sweep(repo: Path, where: Path, *args: str) -> float:
+    """Wall seconds of ``python -m sweeps.run --quiet args`` run in ``where``."""
+    where.mkdir(parents=True)
+    run = run_measured([sys.executable, "-m", "sweeps.run", "--quiet", *args], cwd=where,
+                       env=_env(repo)).check()
+    return run.wall_s
+
+
+def _median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def _loss_rows_complete(tracking_db: str, study: str) -> bool:
+    """True if every trial run of ``study`` holds one ``loss`` row per epoch it ran."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(tracking_db, poolclass=sa.NullPool)
+    rows_q = sa.text(
+        "SELECT r.run_uuid, l.value, "
+        "(SELECT count(*) FROM metrics m WHERE m.run_uuid = r.run_uuid AND m.key = 'loss') "
+        "FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
+        "JOIN latest_metrics l ON l.run_uuid = r.run_uuid AND l.key = 'epochs_run' "
+        "WHERE e.name = :study")
+    with engine.connect() as conn:
+        rows = conn.execute(rows_q, {"study": study}).all()
+    engine.dispose()
+    return bool(rows) and all(int(epochs) == count for _, epochs, count in rows)
+
+
+def tracking(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from tests.servers import MlflowServer, PostgresCluster
+
+    out: dict[str, Any] = {}
+    with PostgresCluster() as postgres:
+        for label, repo in repos.items():
+            times: dict[str, list[float]] = {"local": [], "tracking-db": [],
+                                             "log_batch, --log-every 10": []}
+            for i in range(repeats):
+                times["local"].append(_sweep(repo, scratch / f"{label}-local-{i}",
+                                             "--n-trials", str(TRACKING_TRIALS)))
+                for name, extra in (("tracking-db", True), ("log_batch, --log-every 10", False)):
+                    database = postgres.create_database(f"mlflow_{label}_{i}_{int(extra)}")
+                    study = postgres.create_database(f"study_{label}_{i}_{int(extra)}")
+                    with MlflowServer(database) as server:
+                        args = ["--n-trials", str(TRACKING_TRIALS), "--storage", study,
+                                "--tracking-uri", server.url]
+                        args += ["--tracking-db", database] if extra else ["--log-every", "10"]
+                        times[name].append(_sweep(repo, scratch / f"{label}-{name[:5]}-{i}",
+                                                  *args))
+                        if extra and not _loss_rows_complete(database, "rebalance"):
+                            raise RuntimeError("the server's database misses epochs")
+            medians = {k: _median(v) for k, v in times.items()}
+            out[label] = {"seconds": times, "median_s": medians,
+                          "ratio_to_local": {k: v / medians["local"]
+                                             for k, v in medians.items()}}
+    return out
+
+
+def workers(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, repo in repos.items():
+        times: dict[str, list[float]] = {"workers 1": [], "workers 2": []}
+        for i in range(repeats):
+            for n in (1, 2):
+                times[f"workers {n}"].append(_sweep(
+                    repo, scratch / f"{label}-w{n}-{i}", "--n-trials", str(WORKER_TRIALS),
+                    "--workers", str(n)))
+        medians = {k: _median(v) for k, v in times.items()}
+        out[label] = {"seconds": times, "median_s": medians,
+                      "speedup": medians["workers 1"] / medians["workers 2"]}
+    return out
+
+
+PARTS: dict[str, Callable[[dict[str, Path], int, Path], dict[str, Any]]] = {
+    "tracking": tracking, "workers": workers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale_out",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--only", choices=tuple(PARTS), help="run one part")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each command (median)")
+    p.add_argument("--before", type=Path, help="another checkout to time side by side")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale_out.json")
+    args = p.parse_args(argv)
+    repos = {"this": REPO}
+    if args.before:
+        repos["before"] = args.before.resolve()
+    results: dict[str, Any] = {"cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="scale-out-") as scratch:
+        for name, part in PARTS.items():
+            if args.only in (None, name):
+                results[name] = part(repos, args.repeats, Path(scratch) / name)
+                print(json.dumps({name: results[name]}, indent=2), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
