@@ -31,6 +31,7 @@ class ProcessPeak:
     role: str  # "main", "helper" (a --workers helper), "child" (a multiprocessing spawn
     # child: metric writer, plotter) or the program name
     peak_mib: float  # highest resident set size seen
+    cpu_s: float = 0.0  # user + system CPU seconds at its last sighting
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def _sample(root: int, peaks: dict[int, ProcessPeak]) -> None:
             continue
         old = peaks.get(pid)
         role = old.role if old else ("main" if pid == root else _role(pid))
-        peaks[pid] = ProcessPeak(pid, role, max(hwm / _MIB, old.peak_mib if old else 0.0))
+        cpu = _cpu_s(pid)
+        peaks[pid] = ProcessPeak(pid, role, max(hwm / _MIB, old.peak_mib if old else 0.0),
+                                 cpu if cpu is not None else (old.cpu_s if old else 0.0))
 
 
 def _tree(root: int) -> list[int]:
@@ -146,6 +149,15 @@ def _hwm_kib(pid: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (its own, not its children's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _role(pid: int) -> str:
