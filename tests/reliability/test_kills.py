@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,19 @@ from .helpers import (
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.parametrize("setup", ["local", "recipe"])
 def test_kill_9_mid_trial_then_the_same_command_reaches_the_target(
-        workdir: Path, processes: Processes) -> None:
+        setup: str, workdir: Path, processes: Processes, request: pytest.FixtureRequest) -> None:
+    """``recipe``: the README's multi-machine setup, PostgreSQL for the study and for a
+    tracking server whose database takes the metrics directly (``--tracking-db``)."""
     args = ["--study", "k9", "--epochs", "3000", "--n-trials", "4", *ADAM, *SEQUENTIAL]
-    url = sqlite_url(workdir)
+    url, tracking = sqlite_url(workdir), tracking_url(workdir)
+    if setup == "recipe":
+        postgres = request.getfixturevalue("postgres")
+        tracking_db = postgres.create_database(f"k9_tracking_{uuid.uuid4().hex[:8]}")
+        server = request.getfixturevalue("make_mlflow_server")(tracking_db)
+        url, tracking = postgres.create_database(f"k9_study_{uuid.uuid4().hex[:8]}"), server.url
+        args += ["--storage", url, "--tracking-uri", tracking, "--tracking-db", tracking_db]
 
     def finished_and_running() -> bool:
         trials = poll_trials(url, "k9")
@@ -68,7 +78,7 @@ def test_kill_9_mid_trial_then_the_same_command_reaches_the_target(
     again = by_number[killed[0].number]
     assert again.state == TrialState.FAIL and INTERRUPTED in again.user_attrs
     assert again not in counted(trials)
-    runs = mlflow_runs(tracking_url(workdir), "k9")
+    runs = mlflow_runs(tracking, "k9")
     assert runs.client.get_run(killed_run).info.status == "KILLED"
     assert_study_and_runs_agree(trials, runs)
     assert runs.parents[0].info.status == "FINISHED"
