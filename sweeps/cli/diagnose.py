@@ -8,6 +8,9 @@ Prints, per parameter tensor, mean |theta|, |grad|, |delta theta|, the update ra
 epochs needed to move it by 1% of its size; the verdict on the probe run; and learning rates
 from two independent methods: the update-ratio rule (scale the lr so the update ratio lands
 on ``--target-ratio``) and an LR range test (steepest, valley and edge of its loss curve).
+A mini-batch objective is probed by the training loop itself (its epochs are passes over its
+batches; the validation metrics are printed too), and its range test takes one step per batch
+and reads a smoothed curve (``sweeps.diagnostics.range_test``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DiagnoseSpec", "Diagnosis", "build_parser", "main"]
 
+FULL_BATCH_EPOCHS = 200  # epochs of the probe of a full-batch objective, unless told
+
+
 @dataclass(frozen=True)
 class DiagnoseSpec:
     """What to probe and how to look for a better learning rate."""
@@ -38,7 +44,7 @@ class DiagnoseSpec:
     objective: str  # registered name or pkg.module:attr
     objective_args: dict[str, str]  # objective arguments as strings
     hp: Hyperparams  # the configuration probed
-    epochs: int  # epochs of the probe run
+    epochs: int | None  # epochs of the probe run; None: 200, or a mini-batch objective's own
     target_ratio: float  # update ratio the ratio rule aims at
     range_steps: int  # steps of the range test
     range_min: float | None  # first lr of the range test; None: the optimizer's default
@@ -56,6 +62,7 @@ class Diagnosis:
     ratio_lr: float  # the update-ratio rule's lr (inf if nothing moved)
     range_test: RangeTestResult  # the range test of the probed optimizer
     suggestion: LrSuggestion | None  # the combined suggestion
+    epochs: int  # epochs the probe was to run
 
 
 def build_parser() -> Parser:
@@ -69,7 +76,9 @@ def build_parser() -> Parser:
     p.add_argument("--scheduler", default="none", help=f"one of {', '.join(SCHEDULERS)}")
     p.add_argument("--option", metavar="K=V", action="append", default=[],
                    help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
-    p.add_argument("--epochs", type=int, default=200, help="epochs of the probe (default 200)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs of the probe (default 200; a mini-batch objective's own "
+                        "default epochs)")
     p.add_argument("--target-ratio", type=float, default=1e-3,
                    help="update ratio the ratio rule aims at (default 1e-3)")
     p.add_argument("--range-steps", type=int, default=200,
@@ -104,7 +113,8 @@ def spec_from_args(args: Any) -> DiagnoseSpec:
                          ("range-min", args.range_min), ("range-max", args.range_max)):
         if value is not None:
             checks.positive(field, value)
-    checks.at_least("epochs", args.epochs, 1)
+    if args.epochs is not None:
+        checks.at_least("epochs", args.epochs, 1)
     checks.at_least("range-steps", args.range_steps, 10)
     low, high = _range_bounds(args)
     if low >= high:
@@ -121,21 +131,24 @@ def spec_from_args(args: Any) -> DiagnoseSpec:
 
 def diagnose(spec: DiagnoseSpec) -> Diagnosis:
     """Probe, judge, range-test and combine (no output)."""
-    from objectives import build
+    from objectives import build, is_minibatch
     from sweeps.diagnostics.probe import probe
     from sweeps.diagnostics.range_test import combine, range_test
     from sweeps.training.verdicts import Thresholds, judge, ratio_rule
 
     objective = build(spec.objective, spec.objective_args)
     device = checks.resolve_device(spec.device)
-    probed = probe(objective, spec.hp, spec.epochs, device=device)
+    epochs = spec.epochs
+    if epochs is None:
+        epochs = objective.default_epochs if is_minibatch(objective) else FULL_BATCH_EPOCHS
+    probed = probe(objective, spec.hp, epochs, device=device)
     verdict = judge(probed.history, failed=probed.failure,
                     thresholds=Thresholds(target_ratio=spec.target_ratio))
     ratio_lr = ratio_rule(spec.hp.lr, probed.update_ratio, spec.target_ratio)
     tested = range_test(objective, spec.hp.optimizer, lr_min=spec.range_min,
                         lr_max=spec.range_max, steps=spec.range_steps, device=device,
                         options=spec.hp.options)
-    return Diagnosis(probed, verdict, ratio_lr, tested, combine(tested, ratio_lr))
+    return Diagnosis(probed, verdict, ratio_lr, tested, combine(tested, ratio_lr), epochs)
 
 
 def _diagnose(args: Any) -> int:
@@ -173,7 +186,7 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
 
     client = MlflowClient(tracking_uri=absolute_uri(tracking_uri, create_folder=True))
     tracker = StudyTracker(client, experiment)
-    params = {"objective": spec.objective, **spec.hp.to_dict(), "epochs": spec.epochs,
+    params = {"objective": spec.objective, **spec.hp.to_dict(), "epochs": found.epochs,
               **{f"objective.{k}": v for k, v in spec.objective_args.items()}}
     run = tracker.start_run(params, {"role": "diagnose"}, run_name="diagnose")
     tracker.writer.put(run.run_id, found.probe.history)
@@ -197,10 +210,13 @@ def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     """The lines ``sweeps.diagnose`` prints."""
     hp, probed, tested = spec.hp, found.probe, found.range_test
     epochs = len(probed.history)
-    stopped = f"stopped: {probed.failure}" if probed.failure else f"{epochs} epochs"
+    ran = f"{epochs} epochs" + (f" of {probed.steps_per_epoch} batches" if probed.minibatch
+                                else "")
+    stopped = f"stopped: {probed.failure}" if probed.failure else ran
     head = f"probe: {spec.objective}, {hp.optimizer} lr={hp.lr:g} scheduler={hp.scheduler}"
     lines = [f"{head}, {stopped}", "",
              probed.to_frame().to_string(float_format=lambda v: f"{v:.4g}"), "",
+             *_validation_lines(probed),
              f"verdict: {found.verdict.name}: {found.verdict.reason}", "",
              f"suggested learning rates for {hp.optimizer}:"]
     ratio = (f"{found.ratio_lr:.2g}" if math.isfinite(found.ratio_lr)
@@ -209,8 +225,9 @@ def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
                  f"{probed.update_ratio:.2g} at lr {hp.lr:g}): {ratio}")
     picks = ", ".join(f"{k} {v:.2g}" for k, v in tested.suggestions.items()) or "none"
     early = ", stopped early (diverging)" if tested.stopped_early else ""
+    kind = f" of one batch, smoothed {tested.beta:g}" if tested.minibatch else ""
     lines.append(f"  range test ({tested.lr_min:g} .. {tested.lr_max:g}, {len(tested.lrs)} "
-                 f"steps{early}): {picks}")
+                 f"steps{kind}{early}): {picks}")
     if found.suggestion is None:
         lines.append("  combined: none (no method found a learning rate)")
     else:
@@ -218,6 +235,16 @@ def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
         lines.append(f"  combined: lr {s.lr:.2g} ({s.basis}); methods span {s.low:.2g} .. "
                      f"{s.high:.2g}")
     return lines
+
+
+def _validation_lines(probed: ProbeResult) -> list[str]:
+    """The validation metrics after the first and the last epoch of the probe, if any."""
+    scores = probed.validation
+    if not scores or not len(probed.history):
+        return []
+    last = len(probed.history) - 1
+    values = ", ".join(f"{name} {v[0]:.4g} -> {v[-1]:.4g}" for name, v in scores.items())
+    return [f"validation (after epoch 0 -> {last}): {values}", ""]
 
 
 def _range_bounds(args: Any) -> tuple[float, float]:

@@ -5,6 +5,7 @@ from sweeps.diagnostics.auto_range import AutoRanges, auto_lr_ranges
 from sweeps.diagnostics.probe import ProbeResult, TensorStats, probe
 from sweeps.diagnostics.range_test import LrSuggestion, RangeTestResult, combine, range_test
 from sweeps.diagnostics.stall import StallWatch
+from sweeps.diagnostics.tensor_watch import TensorWatch
 
 __all__ = ["AutoRanges", "LrSuggestion", "ProbeResult", "RangeTestResult", "StallWatch",
-           "TensorStats", "auto_lr_ranges", "combine", "probe", "range_test"]
+           "TensorStats", "TensorWatch", "auto_lr_ranges", "combine", "probe", "range_test"]

@@ -1,12 +1,14 @@
 """``--lr-range auto``: centre each optimizer's learning-rate interval on an LR range test.
 
 Before the study's first trial, one range test per optimizer in the search (from the
-objective's initial parameters, ``sweeps.range_test``) gives a suggested learning rate
-(``combine``: the middle of the loss's valley and edge); the search interval spans
-``AUTO_DECADES`` decades either side of it. The intervals are stored with the study, so a
-resumed study searches the same space. A new study's first trials are the suggestions
-themselves, one per optimizer (``study.enqueue_trial``; the sampler draws the scheduler and
-the other parameters), so the search starts where the diagnosis points.
+objective's initial parameters, ``sweeps.diagnostics.range_test``; for a mini-batch objective
+one step per batch, read off the smoothed loss) gives a suggested learning rate
+(``combine``: the middle of the loss's valley and edge; for a mini-batch objective the
+valley); the search interval spans ``AUTO_DECADES`` decades either side of it. The
+intervals are stored with the study, so a resumed study searches the same space. A new
+study's first trials are the suggestions themselves, one per optimizer
+(``study.enqueue_trial``; the sampler draws the scheduler and the other parameters), so the
+search starts where the diagnosis points.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """A short probe run of one configuration with statistics per parameter tensor.
 
 The training loop's observers see statistics over all parameters together; to say *which*
-tensor does not move, the probe runs its own small loop (the same optimizer and scheduler
-builders, the same step order as ``sweeps.training.loop.train``) and keeps, per tensor and epoch,
-sum |theta|, sum |grad| and sum |delta theta|. The totals over all tensors give the usual
-``EpochStats`` (SPEC section 5), so the probe can be judged like a trial.
+tensor does not move, the probe keeps, per tensor and epoch, sum |theta|, sum |grad| and sum
+|delta theta|. For a full-batch objective it runs its own small loop (the same optimizer and
+scheduler builders, the same step order as ``sweeps.training.loop.train``); the totals over all
+tensors give the usual ``EpochStats`` (SPEC section 5), so the probe can be judged like a trial.
+A mini-batch objective is trained by ``train`` itself (one pass over its batches an epoch, its
+validation metrics in ``history.extra``), with a ``TensorWatch`` around the objective for the
+per-tensor sums.
 
     result = probe(build("rebalance"), Hyperparams("sgd", 0.01), epochs=200)
     print(result.to_frame().to_string())
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -25,7 +28,7 @@ from sweeps.training.stats import EpochStats
 if TYPE_CHECKING:
     import torch
 
-    from objectives import Objective
+    from objectives import MiniBatchObjective, Objective
 
 __all__ = ["MOVE_FRACTION", "ProbeResult", "TensorStats", "epochs_to_move", "probe"]
 
@@ -43,12 +46,13 @@ class TensorStats:
     theta_abs_mean: float  # mean |theta| before the first step
     grad_abs_mean: float  # mean |grad|, averaged over the probe's epochs
     update_abs_mean: float  # mean |delta theta| per step, averaged over the probe's epochs
-    update_ratio: float  # median over epochs of sum |delta theta| / sum |theta|
+    update_ratio: float  # median over epochs of sum |delta theta| / sum |theta| (per step)
+    steps_per_epoch: int = 1  # optimizer steps an epoch (batches of a mini-batch objective)
 
     @property
     def epochs_to_move(self) -> float:
         """Epochs to move the tensor by ``MOVE_FRACTION`` of its size at this update ratio."""
-        return epochs_to_move(self.update_ratio)
+        return epochs_to_move(self.update_ratio * self.steps_per_epoch)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class ProbeResult:
     tensors: tuple[TensorStats, ...]  # one entry per parameter tensor, in the objective's order
     history: EpochStats  # statistics over all tensors, per epoch (as sweeps.training.loop.train's)
     failure: str | None = None  # why the probe stopped early (a non-finite loss or gradient)
+    steps_per_epoch: int = 1  # optimizer steps an epoch (batches of a mini-batch objective)
+    minibatch: bool = False  # the objective was trained in mini-batches, by ``train``
+
+    @property
+    def validation(self) -> dict[str, np.ndarray]:
+        """The validation metrics per epoch (``val_loss``, ``val_<metric>``), if any."""
+        return {k: v for k, v in self.history.extra.items() if k.startswith("val_")}
 
     @property
     def update_ratio(self) -> float:
@@ -86,17 +97,22 @@ def probe(
     objective: Objective, hp: Hyperparams, epochs: int = 200, *,
     device: str | torch.device = "cpu",
 ) -> ProbeResult:
-    """Run ``epochs`` full-batch steps of ``hp`` on fresh parameters of ``objective``.
+    """Run ``epochs`` epochs of ``hp`` on fresh parameters of ``objective``: full-batch steps,
+    or for a mini-batch objective ``train``'s passes over its batches.
 
     Stops at the first non-finite loss or gradient (``failure`` says which); the epochs before
     it are kept.
     """
     import torch
 
+    from objectives import is_minibatch
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1 but got {epochs!r}.")
+    if is_minibatch(objective):
+        minibatch = cast("MiniBatchObjective", objective)
+        return _probe_minibatch(minibatch, hp, epochs, torch.device(device))
     initial = objective.init_params(torch.device(device))
     params = {k: v.detach().clone().requires_grad_(True) for k, v in initial.items()}
     leaves = list(params.values())
@@ -138,6 +154,30 @@ def probe(
     return ProbeResult(hp, tensors, history, failure)
 
 
+def _probe_minibatch(objective: MiniBatchObjective, hp: Hyperparams, epochs: int,
+                     device: torch.device) -> ProbeResult:
+    """``train`` the objective with a ``TensorWatch`` around it."""
+    from sweeps.diagnostics.tensor_watch import TensorWatch
+    from sweeps.training.loop import train
+
+    watch = TensorWatch(objective)
+    result = train(watch, hp, epochs, device=device)
+    history = result.history
+    failure = result.failure
+    if failure is not None and result.failure_epoch is not None:
+        failure = f"{failure} at epoch {result.failure_epoch}"
+        log.info("probe stopped: %s", failure)
+    sums = watch.sums()[: len(history)]
+    steps = max(1, watch.steps_per_epoch)
+    initial = objective.init_params(device)
+    numel = np.array([p.numel() for p in initial.values()], dtype=float)
+    if not len(sums):
+        sums = np.empty((0, len(initial), 3))
+    tensors = tuple(_tensor_stats(name, tuple(p.shape), sums[:, i], numel[i], p, steps)
+                    for i, (name, p) in enumerate(initial.items()))
+    return ProbeResult(hp, tensors, history, failure, steps, minibatch=True)
+
+
 def _history(sums: np.ndarray, numel: np.ndarray, loss: np.ndarray, lrs: np.ndarray
              ) -> EpochStats:
     """Statistics over all tensors together, defined as the training loop defines them."""
@@ -149,7 +189,7 @@ def _history(sums: np.ndarray, numel: np.ndarray, loss: np.ndarray, lrs: np.ndar
 
 
 def _tensor_stats(name: str, shape: tuple[int, ...], sums: np.ndarray, numel: float,
-                  initial: torch.Tensor) -> TensorStats:
+                  initial: torch.Tensor, steps_per_epoch: int = 1) -> TensorStats:
     theta, grad, delta = sums.T
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = delta / theta
@@ -161,4 +201,5 @@ def _tensor_stats(name: str, shape: tuple[int, ...], sums: np.ndarray, numel: fl
         grad_abs_mean=float(grad.mean() / numel) if len(grad) else math.nan,
         update_abs_mean=float(delta.mean() / numel) if len(delta) else math.nan,
         update_ratio=float(np.median(finite)) if len(finite) else math.nan,
+        steps_per_epoch=steps_per_epoch,
     )

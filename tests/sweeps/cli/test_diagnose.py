@@ -1,4 +1,5 @@
-"""``python -m sweeps.diagnose``: the seed case, a user nn.Module objective, bad input."""
+"""``python -m sweeps.diagnose``: the seed case, a user nn.Module objective, a mini-batch
+objective, bad input."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from sweeps.cli import diagnose
 
 FAST = ["--epochs", "20", "--range-steps", "60"]
+TINY = ["--objective", "tests.minibatch_objectives:tiny", "--optimizer", "adam",
+        "--range-steps", "60"]
 
 
 def run(argv: list[str]) -> int:
@@ -25,7 +28,8 @@ def test_seed_case_is_stalled_and_the_suggestion_is_near_the_best_sgd_lr(
     assert run([]) == 0
     out = capsys.readouterr().out
     assert "verdict: stalled: parameters move 4.8e-09 of their size per step (update ratio)" in out
-    assert re.search(r"^shares\s+16\s+24\.56\s+1\.184e-05\s+1\.184e-07\s+4\.82e-09", out, re.MULTILINE)
+    assert re.search(r"^shares\s+16\s+24\.56\s+1\.184e-05\s+1\.184e-07\s+4\.82e-09", out,
+                     re.MULTILINE)
     assert "update-ratio rule (target ratio 0.001, seen 4.8e-09 at lr 0.01): 2.1e+03" in out
     assert re.search(r"range test \(1e-06 \.\. 1e\+08, \d+ steps, stopped early \(diverging\)\): "
                      r"steepest \S+, valley \S+, edge \S+", out)
@@ -56,6 +60,54 @@ def test_plot_is_written_only_when_asked(tmp_path: Path, monkeypatch: pytest.Mon
                 "--plot", "r.png"]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "range test plot: r.png" in capsys.readouterr().out
+
+
+def test_minibatch_objective_is_diagnosed_from_its_training_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.loop import train
+
+    try:
+        from minibatch_objectives import tiny
+    except ImportError:  # pragma: no cover
+        from tests.minibatch_objectives import tiny
+
+    monkeypatch.chdir(tmp_path)
+    assert run([*TINY, "--no-track", "--plot", "r.png"]) == 0
+    out = capsys.readouterr().out
+    trained = train(tiny(), Hyperparams("adam", 0.01), 6)  # the objective's own 6 epochs
+    history = trained.history
+    assert ("probe: tests.minibatch_objectives:tiny, adam lr=0.01 scheduler=none, 6 epochs of "
+            "5 batches\n") in out
+    assert re.findall(r"^(\d\.(?:weight|bias))\s", out, re.MULTILINE) == [
+        "0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"]
+    val_loss, val_accuracy = history.extra["val_loss"], history.extra["val_accuracy"]
+    assert (f"validation (after epoch 0 -> 5): val_loss {val_loss[0]:.4g} -> "
+            f"{val_loss[-1]:.4g}, val_accuracy {val_accuracy[0]:.4g} -> "
+            f"{val_accuracy[-1]:.4g}\n") in out
+    assert trained.verdict is not None
+    assert f"verdict: {trained.verdict.name}: {trained.verdict.reason}\n" in out
+    assert re.search(r"range test \(1e-06 \.\. 1000, \d+ steps of one batch, smoothed 0\.98"
+                     r"(, stopped early \(diverging\))?\): steepest \S+, valley \S+, edge \S+",
+                     out)
+    assert "combined: lr " in out
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_minibatch_diagnosis_logs_the_validation_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert run([*TINY, "--epochs", "3", "--tracking-uri", uri]) == 0
+    run_id = re.search(r"mlflow run: (\w+)", capsys.readouterr().out).group(1)
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).data.params["epochs"] == "3"
+    for metric in ("loss", "val_loss", "val_accuracy"):
+        assert [m.step for m in client.get_metric_history(run_id, metric)] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(("argv", "names"), [

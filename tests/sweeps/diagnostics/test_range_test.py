@@ -1,4 +1,5 @@
-"""The LR range test: restores what it touches, survives divergence, reads sane suggestions."""
+"""The LR range test: restores what it touches, survives divergence, reads sane suggestions;
+on a mini-batch objective it trains one batch a step and reads a smoothed curve."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from objectives import build
 from sweeps.diagnostics.range_test import (
+    MINIBATCH_SMOOTHING,
     LrSuggestion,
     RangeTestResult,
     combine,
@@ -23,10 +25,13 @@ from sweeps.diagnostics.range_test import (
     steepest,
     valley,
 )
+from sweeps.optim.optimizers import build_optimizer
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
+    from minibatch_objectives import tiny
     from toy_objectives import Quadratic
 except ImportError:  # pragma: no cover
+    from tests.minibatch_objectives import tiny
     from tests.toy_objectives import Quadratic
 
 
@@ -177,17 +182,21 @@ def test_reading_the_curve(curve: np.ndarray, steep: float | None, valley_lr: fl
             assert found == pytest.approx(expected, rel=0.3)
 
 
-def result_with(steep: float | None, valley_lr: float | None, edge_lr: float | None
-                ) -> RangeTestResult:
+def result_with(steep: float | None, valley_lr: float | None, edge_lr: float | None,
+                minibatch: bool = False) -> RangeTestResult:
     empty = np.empty(0)
     return RangeTestResult(empty, empty, empty, empty, steep, valley_lr, edge_lr, False, 1e-6,
-                           1e8, 1.0)
+                           1e8, 1.0, minibatch=minibatch)
 
 
 @pytest.mark.parametrize(("result", "ratio_lr", "expected"), [
     (result_with(1e4, 1e5, 1e7), 1e3, LrSuggestion(1e6, 1e3, 1e7, "middle of valley and edge")),
     (result_with(1e4, 1e6, None), 1e8, LrSuggestion(1e5, 1e4, 1e8,
                                                     "mean of steepest and valley")),
+    (result_with(1e4, 1e5, 1e7, minibatch=True), 1e3,
+     LrSuggestion(1e5, 1e3, 1e7, "valley of the smoothed loss")),
+    (result_with(1e4, None, 1e6, minibatch=True), None,
+     LrSuggestion(1e5, 1e4, 1e6, "mean of steepest and edge")),
     (result_with(None, None, None), 1e3, LrSuggestion(1e3, 1e3, 1e3, "update-ratio rule")),
     (result_with(None, None, None), math.inf, None),
     (None, None, None),
@@ -219,3 +228,90 @@ def test_plot_writes_a_png_with_labelled_log_axes(tmp_path: Path) -> None:
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:2] == ["loss", "loss (smoothed)"]
     assert [label.split(":")[0] for label in labels[2:]] == list(result.suggestions)
+
+
+# -- mini-batch objectives ------------------------------------------------------------------
+
+CPU = torch.device("cpu")
+
+
+def test_a_full_batch_test_reads_its_whole_curve_smoothed_with_0_9() -> None:
+    result = range_test(Quadratic(), "sgd", lr_min=1e-4, lr_max=1e6, steps=100)
+    assert (result.beta, result.warmup, result.minibatch) == (0.9, 0, False)
+
+
+def test_minibatch_test_trains_one_batch_a_step_in_the_seeded_order() -> None:
+    objective = tiny()  # 37 rows in batches of 8: 5 batches an epoch
+    result = range_test(objective, "sgd", lr_min=1e-3, lr_max=1e3, steps=40)
+
+    # the same run by hand: a trial's state, epoch after epoch of batches, one step each;
+    # the loss of a step is the next batch's, before that batch is trained on
+    params = {k: v.clone().requires_grad_(True) for k, v in objective.init_params(CPU).items()}
+    state = objective.start_trial(CPU)
+    batches = [b for epoch in range(9) for b in objective.batches(epoch, CPU)]
+    optimizer = build_optimizer("sgd", list(params.values()), 1e-3, {})
+    loss = objective.batch_loss(params, state, batches[0])
+    expected = []
+    for i, lr in enumerate(result.lrs):
+        optimizer.param_groups[0]["lr"] = float(lr)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss = objective.batch_loss(params, state, batches[i + 1])
+        expected.append(loss.item())
+
+    assert result.minibatch and len(result.lrs) > 10  # more than two epochs of batches
+    assert result.initial_loss == objective.batch_loss(
+        objective.init_params(CPU), objective.start_trial(CPU), batches[0]).item()
+    np.testing.assert_array_equal(result.losses, expected)
+
+
+def test_minibatch_test_is_the_same_twice_and_follows_the_objectives_seed() -> None:
+    first, again = (range_test(tiny(), "adam", steps=60) for _ in range(2))
+    other = range_test(tiny(seed=1), "adam", steps=60)
+
+    np.testing.assert_array_equal(first.losses, again.losses)
+    assert first.suggestions == again.suggestions
+    assert not np.array_equal(first.losses[:10], other.losses[:10])  # another batch order
+
+
+def test_minibatch_losses_are_smoothed_by_a_bias_corrected_moving_average() -> None:
+    result = range_test(tiny(), "sgd", steps=60)
+    expected, average = [], 0.0
+    for i, loss in enumerate(result.losses, start=1):
+        average = 0.98 * average + 0.02 * loss
+        expected.append(average / (1 - 0.98**i))
+
+    assert result.beta == MINIBATCH_SMOOTHING == 0.98
+    np.testing.assert_allclose(result.smoothed, expected, rtol=1e-12)
+    assert list(result.to_frame().columns) == ["lr", "loss", "smoothed", "update_ratio"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_minibatch_test_stops_on_the_smoothed_loss_and_suggests_a_tested_lr(
+        optimizer: str) -> None:
+    result = range_test(tiny(), optimizer)  # the default bounds: the loss blows up
+
+    assert result.stopped_early and len(result.lrs) < 200
+    last, before = result.smoothed[-1], result.smoothed[:-1]
+    assert not math.isfinite(last) or last > 4 * before.min()  # the stop rule, and no sooner
+    assert np.all(before[1:] <= 4 * np.minimum.accumulate(before)[:-1])
+    assert result.warmup == 20  # a tenth of the steps: the average is still settling
+    assert result.suggestions.keys() == {"steepest", "valley", "edge"}
+    for lr in result.suggestions.values():
+        assert math.isfinite(lr) and result.lrs[result.warmup] <= lr <= result.lrs[-1]
+    suggestion = combine(result, None)
+    assert suggestion is not None and result.lr_min <= suggestion.lr <= result.lr_max
+
+
+def test_minibatch_plot_shows_the_raw_and_smoothed_loss_and_shades_the_unread_start(
+        tmp_path: Path) -> None:
+    result = range_test(tiny(), "adam", steps=60)
+    ax = plot_range_test(result, tmp_path / "range.png").axes[0]
+
+    raw, smoothed = ax.lines[:2]
+    np.testing.assert_array_equal(raw.get_ydata(), result.losses)
+    np.testing.assert_array_equal(smoothed.get_ydata(), result.smoothed)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["loss", "loss (smoothed)", "not read (the average settles)"]
+    assert len(ax.patches) == 1

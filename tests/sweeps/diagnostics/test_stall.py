@@ -10,10 +10,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeps.cli import run
-from sweeps.study.results import load_study
 from sweeps.diagnostics.stall import StallWatch
+from sweeps.study.results import load_study
 from sweeps.training.stats import EPOCH_METRICS, EpochStats
-
 from tests.sweeps.training.test_verdicts import converged_with_noise, geometric, stats
 
 EPOCHS = 500
