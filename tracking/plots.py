@@ -1,23 +1,28 @@
 """A sweep's plots as PNG files: loss and update-ratio curves, final loss against learning rate,
-the optimisation history and the parameter importances.
+the optimisation history, the parameter importances, and the best trial's update ratio per
+parameter tensor (for objectives of several tensors).
 
 Every plotting function is pure: it takes typed data and returns a ``matplotlib.figure.Figure``
 built without ``pyplot`` (no global figure state, no GUI backend); ``save`` writes it. At the
 end of a sweep::
 
     curves = histories_by_run(client, top_run_ids(study, k=5))
-    write_sweep_plots(study, curves, {"seed: sgd lr=1e-2": seed_history}, out_dir, frame)
+    write_sweep_plots(study, curves, {"seed: sgd lr=1e-2": seed_history}, out_dir, frame,
+                      tensors=next(iter(curves.items())))
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 
 import numpy as np
+
+from sweeps.training.verdicts import Thresholds
 
 if TYPE_CHECKING:
     import optuna
@@ -26,16 +31,20 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
-__all__ = ["FILES", "Curve", "History", "histories_by_run", "histories_from_mlflow",
-           "loss_curves", "loss_vs_lr", "optimization_history", "optimizer_colors",
-           "param_importances", "save", "series", "top_run_ids", "trial_label",
+__all__ = ["FILES", "TENSOR_FILE", "Curve", "History", "histories_by_run",
+           "histories_from_mlflow", "loss_curves", "loss_vs_lr", "optimization_history",
+           "optimizer_colors", "param_importances", "save", "series", "tensor_histories",
+           "tensor_series", "tensor_update_ratios", "top_run_ids", "trial_label",
            "update_ratio_curves", "write_sweep_plots"]
 
 # File names written by ``write_sweep_plots``, in order.
 FILES = ("loss_curves.png", "update_ratio.png", "loss_vs_lr.png", "optimization_history.png",
          "param_importances.png")
-STALLED_BELOW = 1e-6  # update ratios below this barely move the parameters
-TARGET_RATIO = 1e-3  # a healthy update ratio, the usual rule of thumb
+# ... and after them, where the best trial has per-tensor statistics:
+TENSOR_FILE = "tensor_update_ratio.png"
+STALLED_BELOW = Thresholds.stalled_ratio  # update ratios below this barely move the parameters
+TARGET_RATIO = Thresholds.target_ratio  # a healthy update ratio, the usual rule of thumb
+_TENSOR_STYLES = ("-", "--", ":", "-.")  # with 20 colours: 80 tensors told apart
 PLOTTED = ("loss", "update_ratio")  # the per-epoch metrics the curve plots read
 _SIZE = (9.0, 5.0)  # figure size in inches
 _DPI = 120
@@ -68,7 +77,8 @@ def series(history: History, metric: str) -> Curve:
     elif isinstance(history, tuple):
         epochs, values = history
     else:
-        epochs, values = history.epochs, getattr(history, metric)
+        pick = getattr(history, "metric", None)  # EpochStats: its extra metrics too
+        epochs, values = history.epochs, pick(metric) if pick else getattr(history, metric)
     x = np.asarray(epochs, dtype=float)
     y = np.asarray(values, dtype=float)
     if x.shape != y.shape:
@@ -96,19 +106,47 @@ def update_ratio_curves(curves: Mapping[str, History],
     """Update ratio against epoch (log y), the stalled band shaded, the target as a line."""
     fig, ax = _figure()
     data = _draw_curves(ax, curves, reference, "update_ratio")
-    ax.set_yscale("log")
-    values = np.concatenate([c.values for c in data]) if data else np.empty(0)
-    values = values[np.isfinite(values) & (values > 0)]
-    low = min(float(values.min()) if len(values) else stalled_below, stalled_below) / 10
-    high = max(float(values.max()) if len(values) else target, target) * 10
-    ax.axhspan(low, stalled_below, color="tab:red", alpha=0.12, lw=0,
-               label=f"stalled (< {_sci(stalled_below, 1)})")
-    ax.axhline(target, color="dimgrey", ls=":", lw=1.5, label=f"target (~{_sci(target, 1)})")
-    ax.set_ylim(low, high)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("update ratio (|Δθ| / |θ| per step)")
+    _ratio_axes(ax, data, stalled_below, target)
     ax.set_title("Update ratio of the top trials")
     _legend_outside(ax)
+    return fig
+
+
+def tensor_series(history: History, metric: str = "update_ratio") -> dict[str, Curve]:
+    """``metric`` of each parameter tensor of ``history`` (its ``<metric>/<tensor>``
+    metrics), by tensor, in the order recorded; empty where it has none."""
+    prefix = f"{metric}/"
+    if isinstance(history, tuple):
+        return {}
+    names = history if isinstance(history, Mapping) else getattr(history, "extra", {})
+    return {k[len(prefix):]: series(history, k) for k in names if k.startswith(prefix)}
+
+
+def tensor_update_ratios(history: History, label: str = "", *,
+                         stalled_below: float = STALLED_BELOW,
+                         target: float = TARGET_RATIO) -> Figure:
+    """Each parameter tensor's update ratio against epoch (log y), one line per tensor, the
+    stalled band shaded and the target as a line: which tensors of one run (``label``, the
+    best trial) move and which do not. A tensor whose median ratio is in the band is marked
+    so in the legend."""
+    curves = tensor_series(history, "update_ratio")
+    columns = 1 + (len(curves) + 1) // 26  # legend columns: 26 entries fit the height
+    fig, ax = _figure(size=(_SIZE[0] + 2.6 * (columns - 1), _SIZE[1]))
+    for i, (tensor, curve) in enumerate(curves.items()):
+        finite = curve.values[np.isfinite(curve.values)]
+        median = float(np.median(finite)) if len(finite) else math.nan
+        mark = (" (does not move)" if median == 0 else
+                " (stalled)" if median < stalled_below else "")
+        ax.plot(curve.epochs, curve.values, color=_tab20(i), lw=2.2 if mark else 1.4,
+                ls=_TENSOR_STYLES[(i // 20) % len(_TENSOR_STYLES)], label=tensor + mark)
+    if not curves:
+        _note(ax, "no per-tensor statistics (one tensor, or turned off)")
+        return fig
+    _ratio_axes(ax, list(curves.values()), stalled_below, target)
+    ax.set_title(f"Update ratio per parameter tensor{': ' + label if label else ''}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                  frameon=False, ncol=columns)
     return fig
 
 
@@ -240,8 +278,11 @@ def param_importances(study: optuna.Study,
 
 def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
                       reference: Mapping[str, History] | None, out_dir: str | Path,
-                      frame: pd.DataFrame, order: Sequence[str] = ()) -> list[Path]:
-    """Write the five plots (``FILES``) into ``out_dir``; return their paths in that order.
+                      frame: pd.DataFrame, order: Sequence[str] = (), *,
+                      tensors: tuple[str, History] | None = None) -> list[Path]:
+    """Write the five plots (``FILES``) into ``out_dir``, then ``TENSOR_FILE`` where
+    ``tensors`` (label and history of the best trial) has per-tensor update ratios; return
+    their paths in that order.
 
     ``curves`` and ``reference`` need both ``loss`` and ``update_ratio`` (``EpochStats``, or
     ``{metric: Curve}`` from ``histories_by_run``); ``frame`` is the study's trials, one row
@@ -256,7 +297,10 @@ def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
         optimization_history(study),
         param_importances(study),
     )
-    return [save(fig, out / name) for fig, name in zip(figures, FILES)]
+    paths = [save(fig, out / name) for fig, name in zip(figures, FILES)]
+    if tensors is not None and tensor_series(tensors[1]):
+        paths.append(save(tensor_update_ratios(tensors[1], tensors[0]), out / TENSOR_FILE))
+    return paths
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -314,6 +358,17 @@ def histories_by_run(client: MlflowClient, run_ids: Mapping[str, str] | Iterable
     return {label: {m: per_metric[m][label] for m in metrics} for label in labelled}
 
 
+def tensor_histories(client: MlflowClient, run_id: str,
+                     metric: str = "update_ratio") -> dict[str, Curve]:
+    """The per-tensor ``metric`` of run ``run_id`` (``{"<metric>/<tensor>": Curve}``, as
+    ``tensor_series`` reads them), read from MLflow; empty where it has none. MLflow keeps
+    no order: the tensors come sorted with their numbers as numbers (``layers.2`` before
+    ``layers.10``)."""
+    names = sorted((k for k in client.get_run(run_id).data.metrics
+                    if k.startswith(f"{metric}/")), key=_natural)
+    return {name: histories_from_mlflow(client, [run_id], name)[run_id] for name in names}
+
+
 def optimizer_colors(names: Iterable[str], order: Sequence[str] = ()) -> dict[str, str]:
     """A colour per optimizer: the ``i``-th name of ``order`` always gets colour ``i``, so
     with the same ``order`` (the tool's list of optimizers) every plot and study agree;
@@ -349,6 +404,34 @@ def _draw_curves(ax: Axes, curves: Mapping[str, History],
     if not drawn:
         _note(ax, "no trial to draw")
     return drawn
+
+
+def _ratio_axes(ax: Axes, drawn: Sequence[Curve], stalled_below: float, target: float) -> None:
+    """Log y, the stalled band shaded below ``stalled_below``, the target as a dotted line,
+    and limits that show them and every positive finite value drawn."""
+    ax.set_yscale("log")
+    values = np.concatenate([c.values for c in drawn]) if drawn else np.empty(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    low = min(float(values.min()) if len(values) else stalled_below, stalled_below) / 10
+    high = max(float(values.max()) if len(values) else target, target) * 10
+    ax.axhspan(low, stalled_below, color="tab:red", alpha=0.12, lw=0,
+               label=f"stalled (< {_sci(stalled_below, 1)})")
+    ax.axhline(target, color="dimgrey", ls=":", lw=1.5, label=f"target (~{_sci(target, 1)})")
+    ax.set_ylim(low, high)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("update ratio (|Δθ| / |θ| per step)")
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """Sort key: the digit runs of ``name`` as numbers."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", name) if part]
+
+
+def _tab20(i: int) -> tuple[float, ...]:
+    from matplotlib import colormaps
+
+    return tuple(colormaps["tab20"](i % 20))
 
 
 def _legend_outside(ax: Axes) -> None:

@@ -69,10 +69,11 @@ def train_batch(
     device: str | torch.device = "cpu",
     observers: list[tuple[Observer, ...]] | None = None,
     chunk: int | None = None,
+    per_tensor: bool = True,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
-    a mini-batch objective."""
+    a mini-batch objective. ``per_tensor`` as in ``sweeps.training.loop.train``."""
     from objectives import is_minibatch
 
     observers = observers if observers is not None else [() for _ in hps]
@@ -84,7 +85,7 @@ def train_batch(
     batch = None
     if len(members) >= 2:
         batch = _Batch(objective, [hps[b] for b in members], epochs, device,
-                       [observers[b] for b in members], chunk)
+                       [observers[b] for b in members], chunk, per_tensor)
         reason = batch.unbatchable()
         if reason is not None:
             _explain(objective.name, reason)
@@ -94,7 +95,7 @@ def train_batch(
     for b, hp in enumerate(hps):
         if b not in batched:
             results[b] = train(objective, hp, epochs, device=device, observers=observers[b],
-                               chunk=chunk)
+                               chunk=chunk, per_tensor=per_tensor)
     if batch is not None:
         for b, result in zip(batched, batch.run()):
             results[b] = result
@@ -114,10 +115,10 @@ class _Batch:
 
     def __init__(self, objective: Objective, hps: list[Hyperparams], epochs: int,
                  device: str | torch.device, observers: list[tuple[Observer, ...]],
-                 chunk: int | None) -> None:
+                 chunk: int | None, per_tensor: bool = True) -> None:
         import torch
 
-        from sweeps.training.recorder import chunk_capacity
+        from sweeps.training.recorder import chunk_capacity, tracked_tensors
 
         self.objective, self.hps, self.epochs, self.observers = objective, hps, epochs, observers
         self.device = torch.device(device)
@@ -152,7 +153,8 @@ class _Batch:
         self.loss_fn = native if callable(native) else torch.func.vmap(
             lambda params: objective.loss(params))
         capacity = chunk_capacity(self.params, chunk or default_chunk(epochs))
-        self.recorder = _StackedRecorder(self.params, capacity)
+        self.recorder = _StackedRecorder(self.params, capacity,
+                                         tracked_tensors(self.names, per_tensor))
         self.parts: list[list[EpochStats]] = [[] for _ in hps]
         self.results: list[TrainResult | None] = [None] * size
         self.active = list(range(size))
@@ -265,19 +267,21 @@ class _Batch:
 
 
 class _StackedRecorder:
-    """Per-epoch copies of the stacked parameters, gradients, losses and learning rates."""
+    """Per-epoch copies of the stacked parameters, gradients, losses and learning rates;
+    ``tensors`` names each parameter for its per-tensor statistics (empty: none)."""
 
-    def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
+    def __init__(self, params: list[torch.Tensor], capacity: int,
+                 tensors: tuple[str, ...] = ()) -> None:
         import torch
 
         self.params = params
+        self.tensors = tensors
         size = params[0].shape[0]
         self.theta = [p.detach().new_empty((capacity + 1, *p.shape)) for p in params]
         self.grad = [p.detach().new_empty((capacity, *p.shape)) for p in params]
         self.loss = torch.empty((capacity, size), dtype=params[0].dtype,
                                 device=params[0].device)
         self.lr = np.empty((capacity, size))
-        self.numel = sum(p[0].numel() for p in params)
         self.capacity = capacity
         self.start = 0
         self.size = 0
@@ -296,16 +300,16 @@ class _StackedRecorder:
         self.size = i + 1
 
     def drain(self) -> list[EpochStats]:
-        from sweeps.training.recorder import reduce_chunk
+        from sweeps.training.recorder import reduce_chunk, tensor_extra
 
         n = self.size
         for theta, p in zip(self.theta, self.params):
             theta[n].copy_(p.detach())
-        loss, grad_mean, update_mean, ratio = reduce_chunk(self.loss, self.theta, self.grad, n,
-                                                           self.numel, dims=2)
-        out = [EpochStats(self.start, loss[:, b].copy(), grad_mean[:, b].copy(),
-                          update_mean[:, b].copy(), ratio[:, b].copy(), self.lr[:n, b].copy())
-               for b in range(loss.shape[1])]
+        rows = reduce_chunk(self.loss, self.theta, self.grad, n, dims=2,
+                            per_tensor=bool(self.tensors))  # (metrics, epochs, trials)
+        out = [EpochStats(self.start, *(r[:, b].copy() for r in rows[:4]),
+                          self.lr[:n, b].copy(), extra=tensor_extra(self.tensors, rows[4:, :, b]))
+               for b in range(rows.shape[2])]
         self.start += n
         self.size = 0
         return out

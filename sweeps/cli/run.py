@@ -60,6 +60,9 @@ def build_parser() -> Parser:
     p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,
                    help="stop a trial whose parameters have not moved since it started, "
                         "checked from a tenth of its epochs on (default: on)")
+    p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction,
+                   help="log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch for "
+                        "objectives of 2 to 64 parameter tensors (default: on)")
     p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "

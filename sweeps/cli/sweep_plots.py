@@ -5,7 +5,8 @@ takes seconds; the child imports it while the sweep still trains. Curves of
 the top trials come from the sweep's memory (``BestCurves``), read back from MLflow only for
 trials an earlier run of a resumed study (or a helper worker) trained. The reference run (the
 seed's configuration, drawn dashed for contrast) rides in the sweep's first batch; the child
-trains it only where no batch carried it.
+trains it only where no batch carried it. Where the best trial has per-tensor statistics (an
+objective of several parameter tensors), its update ratio per tensor is a sixth plot.
 """
 
 from __future__ import annotations
@@ -69,16 +70,17 @@ class SweepPlots:
 
     def write(self, study: optuna.Study, storage_url: str, client: MlflowClient,
               out_dir: str | Path, *, top: int = 5) -> list[Path]:
-        """Write the five sweep plots into ``out_dir``: loss and update-ratio curves of the
+        """Write the sweep plots into ``out_dir``: loss and update-ratio curves of the
         ``top`` trials and of the reference run, final loss against lr, the optimisation
-        history and the parameter importances."""
+        history, the parameter importances, and the best trial's update ratio per tensor
+        where it has per-tensor statistics."""
         return [Path(p) for p in self.submit(study, storage_url, client, out_dir,
                                              top=top).result()]
 
     def submit(self, study: optuna.Study, storage_url: str, client: MlflowClient,
                out_dir: str | Path, *, top: int = 5) -> Future[list[str]]:
         """``write`` without waiting: the child draws while the caller does other work."""
-        from tracking.plots import histories_by_run, top_run_ids
+        from tracking.plots import histories_by_run, tensor_histories, top_run_ids
 
         known = self.curves.histories
         labelled = top_run_ids(study, top)
@@ -86,6 +88,9 @@ class SweepPlots:
         # be loaded into a process that otherwise never opens it.
         missing = {label: run for label, run in labelled.items() if run not in known}
         read: dict[str, Any] = histories_by_run(client, missing) if missing else {}
+        best = next(iter(labelled.items()), None)
+        if best is not None and best[0] in read:  # its per-tensor curves, for their plot
+            read[best[0]].update(tensor_histories(client, best[1]))
         curves = {label: known.get(run) or read[label] for label, run in labelled.items()}
         label = f"reference: {REFERENCE.optimizer} lr={REFERENCE.lr:g}"
         return self._pool.submit(_draw, storage_url, study.study_name, curves,
@@ -145,6 +150,8 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trained = {k: v if v is not None else _reference(*objective) for k, v in reference.items()}
+    best = next(iter(curves.items()), None)  # top_run_ids: best first
     with opened_study(storage_url, study_name) as study:
         return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir,
-                                                  trials_frame(study), tuple(OPTIMIZERS))]
+                                                  trials_frame(study), tuple(OPTIMIZERS),
+                                                  tensors=best)]

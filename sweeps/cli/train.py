@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ def build_parser() -> Parser:
                    help="auto (default), cpu or cuda")
     p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
     p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
+    p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction, default=True,
+                   help="log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch for "
+                        "objectives of 2 to 64 parameter tensors (default: on)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     return p
@@ -155,7 +159,8 @@ def _train(args: Any) -> int:
         observers = (run,)
     initial = objective.init_params(torch.device(device))
     before = {k: float(v.double().mean()) for k, v in initial.items()}
-    result = train(objective, spec.hp, epochs, device=device, observers=observers)
+    result = train(objective, spec.hp, epochs, device=device, observers=observers,
+                   per_tensor=args.per_tensor)
     after = {k: float(v.double().mean()) for k, v in (result.params or {}).items()}
     if tracker is not None and run is not None:
         _log_param_means(tracker, run.run_id, before, after, result.epochs_run)

@@ -156,7 +156,8 @@ class Sweep:
             results = train_batch(self.objective, [s.hparams for s in started]
                                   + [r.hparams for r in riders], self.epochs,
                                   device=self.device, observers=observers + [()] * len(riders),
-                                  chunk=default_chunk(self.epochs))
+                                  chunk=default_chunk(self.epochs),
+                                  per_tensor=self.config.per_tensor)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, trials, started, exc, self._tell_result)

@@ -71,21 +71,26 @@ def train(
     device: str | torch.device = "cpu",
     observers: tuple[Observer, ...] = (),
     chunk: int | None = None,
+    per_tensor: bool = True,
 ) -> TrainResult:
     """Run ``epochs`` epochs of ``hp`` on ``objective`` and return the result: one full-batch
     step an epoch, or one pass over the batches of a mini-batch objective
-    (``sweeps.training.minibatch``)."""
+    (``sweeps.training.minibatch``).
+
+    ``per_tensor`` adds each parameter tensor's mean |grad| and update ratio to the
+    statistics (``grad_abs_mean/<tensor>``, ``update_ratio/<tensor>``) for objectives of 2
+    to ``recorder.MAX_TENSORS`` tensors (``recorder.tracked_tensors``)."""
     import torch
 
     from objectives import is_minibatch
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
-    from sweeps.training.recorder import Recorder, chunk_capacity
+    from sweeps.training.recorder import Recorder, chunk_capacity, tracked_tensors
 
     if is_minibatch(objective):
         from sweeps.training.minibatch import train_minibatch
 
         return train_minibatch(objective, hp, epochs, device=device, observers=observers,
-                               chunk=chunk)
+                               chunk=chunk, per_tensor=per_tensor)
     device = torch.device(device)
     try:
         initial = objective.init_params(device)
@@ -96,7 +101,8 @@ def train(
     except Exception as exc:
         raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
     steps_on_loss = SCHEDULERS[hp.scheduler].steps_on_loss
-    recorder = Recorder(leaves, chunk_capacity(leaves, chunk or default_chunk(epochs)))
+    recorder = Recorder(leaves, chunk_capacity(leaves, chunk or default_chunk(epochs)),
+                        tracked_tensors(list(params), per_tensor))
     group = optimizer.param_groups[0]
     parts: list[EpochStats] = []
 

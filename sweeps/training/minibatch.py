@@ -42,8 +42,10 @@ def train_minibatch(
     device: str | torch.device = "cpu",
     observers: tuple[Observer, ...] = (),
     chunk: int | None = None,
+    per_tensor: bool = True,
 ) -> TrainResult:
-    """Run ``epochs`` passes of ``hp`` over ``objective``'s batches and return the result.
+    """Run ``epochs`` passes of ``hp`` over ``objective``'s batches and return the result;
+    ``per_tensor`` as in ``sweeps.training.loop.train``.
 
     ``final_loss`` is the mean training loss of the last epoch run (SPEC 5's "loss of the
     parameters after the last step" would cost another pass over the training data, and in
@@ -52,7 +54,7 @@ def train_minibatch(
     import torch
 
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
-    from sweeps.training.recorder import StepRecorder
+    from sweeps.training.recorder import StepRecorder, tracked_tensors
 
     device = torch.device(device)
     try:
@@ -71,7 +73,8 @@ def train_minibatch(
     spec = SCHEDULERS[hp.scheduler]
     per_step = scheduler is not None and spec.per_step
     per_epoch = scheduler is not None and not spec.per_step
-    recorder = StepRecorder(leaves, chunk or default_chunk(epochs))
+    recorder = StepRecorder(leaves, chunk or default_chunk(epochs),
+                            tracked_tensors(list(params), per_tensor))
     group = optimizer.param_groups[0]
     parts: list[EpochStats] = []
     epoch = 0

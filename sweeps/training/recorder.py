@@ -4,20 +4,48 @@ Each epoch copies the parameters (before the step), their gradients and the loss
 preallocated table on the parameters' device; ``drain`` reduces a whole chunk of epochs at
 once and moves the result to the host in one transfer. A mini-batch run sums each epoch's
 per-step statistics on the device instead (``StepRecorder``).
+
+For an objective of 2 to ``MAX_TENSORS`` parameter tensors both also record each tensor's
+mean |grad| and update ratio (``TENSOR_METRICS``): a few more reductions over the same
+buffers, no more copies. ``tracked_tensors`` decides which objectives get them.
 """
 
 from __future__ import annotations
 
-import functools
+import logging
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from sweeps.training.stats import EpochStats
+from sweeps.training.stats import TENSOR_METRICS, EpochStats, tensor_keys, tensor_metric
 
-__all__ = ["Recorder", "StepRecorder", "chunk_capacity", "reduce_chunk"]
+__all__ = ["MAX_TENSORS", "Recorder", "StepRecorder", "chunk_capacity", "reduce_chunk",
+           "tensor_extra", "tracked_tensors"]
+
+log = logging.getLogger(__name__)
 
 _BUDGET_BYTES = 64 * 2**20  # memory for the per-epoch copies of one trial
+# Per-tensor statistics for objectives of at most this many parameter tensors: each costs a
+# few reductions per step and two metric values per epoch in MLflow.
+MAX_TENSORS = 64
+_TOLD: set[int] = set()  # tensor counts over MAX_TENSORS already logged (once a process)
+
+
+def tracked_tensors(names: Sequence[str], per_tensor: bool = True) -> tuple[str, ...]:
+    """The metric keys (``tensor_keys``) of the parameter tensors ``names`` that get
+    per-tensor statistics: all of them, or none where ``per_tensor`` is off, where there is
+    one tensor (its statistics are the overall ones) or more than ``MAX_TENSORS``."""
+    if not per_tensor or len(names) < 2:
+        return ()
+    if len(names) > MAX_TENSORS:
+        if len(names) not in _TOLD:
+            _TOLD.add(len(names))
+            log.info("no per-tensor statistics: the objective has %d parameter tensors, "
+                     "more than %d", len(names), MAX_TENSORS)
+        return ()
+    return tensor_keys(names)
 
 
 def chunk_capacity(params: list[torch.Tensor], wanted: int) -> int:
@@ -32,14 +60,22 @@ class Recorder:
     Each epoch is one row of a preallocated table, written by a single ``torch.cat``: the
     parameters before the step, their gradients and the loss, all flattened (one dispatch per
     epoch, not one per tensor). Row ``capacity`` takes the parameters after the last step.
+    ``tensors`` names each parameter for its per-tensor statistics (``tracked_tensors``;
+    empty: none), reduced over column ranges of the same table.
     """
 
-    def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
+    def __init__(self, params: list[torch.Tensor], capacity: int,
+                 tensors: Sequence[str] = ()) -> None:
         self._params = [p.detach() for p in params]
         if not all(p.is_contiguous() for p in self._params):
             raise ValueError("Recorder needs contiguous parameters")
+        if tensors and len(tensors) != len(params):
+            raise ValueError(f"tensors must name each of the {len(params)} parameters "
+                             f"but got {len(tensors)} names.")
         self._flat = [p.view(-1) for p in self._params]  # views: they follow the updates
         self._numel = sum(p.numel() for p in self._params)
+        self._tensors = tuple(tensors)
+        self._sizes = [p.numel() for p in self._params] if tensors else [self._numel]
         dtype = params[0].dtype if params[0].is_floating_point() else torch.float64
         self._table = torch.empty((capacity + 1, 2 * self._numel + 1), dtype=dtype,
                                   device=params[0].device)
@@ -72,65 +108,97 @@ class Recorder:
         n, k = self.size, self._numel
         torch.cat(self._flat, out=self._table[n, :k])
         table = self._table
-        loss, grad_mean, update_mean, ratio = reduce_chunk(
-            table[:, 2 * k], [table[:, :k]], [table[:, k : 2 * k]], n, k, dims=1)
-        stats = EpochStats(self.start, loss, grad_mean, update_mean, ratio, self._lr[:n].copy())
+        thetas = table[:, :k].split(self._sizes, dim=1)  # views: one per tensor, or the whole
+        grads = table[:, k : 2 * k].split(self._sizes, dim=1)
+        rows = reduce_chunk(table[:, 2 * k], thetas, grads, n, dims=1,
+                            per_tensor=bool(self._tensors))
+        stats = EpochStats(self.start, *rows[:4], self._lr[:n].copy(),
+                           extra=tensor_extra(self._tensors, rows[4:]))
         self.start += n
         self.size = 0
         return stats
 
 
-def reduce_chunk(loss: torch.Tensor, thetas: list[torch.Tensor], grads: list[torch.Tensor],
-                 n: int, numel: int, dims: int) -> np.ndarray:
+def reduce_chunk(loss: torch.Tensor, thetas: Sequence[torch.Tensor],
+                 grads: Sequence[torch.Tensor], n: int, dims: int,
+                 per_tensor: bool = False) -> np.ndarray:
     """The per-epoch statistics of ``n`` recorded epochs as float64 rows on the host: loss,
-    mean |grad|, mean |delta theta|, update ratio. ``thetas`` hold ``n + 1`` rows (the last:
-    after the last step); ``dims`` leading dimensions are kept (1: epochs; 2: epochs and
-    trials of a batch), the rest are summed over every parameter tensor."""
+    mean |grad|, mean |delta theta|, update ratio, then with ``per_tensor`` the mean |grad| of
+    each piece and the update ratio of each piece (``tensor_extra`` names them).
 
-    def total(parts: list[torch.Tensor]) -> torch.Tensor:
-        return functools.reduce(torch.add, parts)
+    ``thetas`` and ``grads`` hold the parameters and gradients in pieces (with
+    ``per_tensor``: one per parameter tensor), ``thetas`` with ``n + 1`` rows (the last: after
+    the last step); ``dims`` leading dimensions are kept (1: epochs; 2: epochs and trials of a
+    batch), the rest are summed: one L1 reduction per piece and quantity."""
 
-    grad_sum = total([g[:n].abs().flatten(dims).sum(dims) for g in grads])
-    update_sum = total([(t[1 : n + 1] - t[:n]).abs().flatten(dims).sum(dims) for t in thetas])
-    size_sum = total([t[:n].abs().flatten(dims).sum(dims) for t in thetas])
-    rows = torch.stack([loss[:n].to(grad_sum.dtype), grad_sum / numel, update_sum / numel,
-                        update_sum / size_sum])
+    def l1(x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(x.reshape(*x.shape[:dims], -1), 1, dim=dims)
+
+    grad = torch.stack([l1(g[:n]) for g in grads])  # (pieces, n[, trials])
+    update = torch.stack([l1(t[1 : n + 1] - t[:n]) for t in thetas])
+    size = torch.stack([l1(t[:n]) for t in thetas])
+    sizes = [math.prod(g.shape[dims:]) for g in grads]
+    numel = sum(sizes)
+    update_sum = update.sum(0)
+    rows = torch.stack([loss[:n].to(grad.dtype), grad.sum(0) / numel, update_sum / numel,
+                        update_sum / size.sum(0)])
+    if per_tensor:
+        numels = torch.tensor(sizes, dtype=grad.dtype, device=grad.device)
+        numels = numels.view(-1, *[1] * dims)
+        rows = torch.cat([rows, grad / numels, update / size])
     return rows.cpu().numpy().astype(np.float64)
+
+
+def tensor_extra(tensors: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-tensor metrics of ``reduce_chunk``'s (or ``StepRecorder``'s) rows after the
+    first four: each tensor's mean |grad|, then each tensor's update ratio."""
+    count = len(tensors)
+    return {tensor_metric(metric, tensor): rows[j * count + i].copy()
+            for j, metric in enumerate(TENSOR_METRICS) for i, tensor in enumerate(tensors)}
 
 
 class StepRecorder:
     """The per-epoch means of per-step statistics of a mini-batch run, for up to ``capacity``
     epochs between two drains, without a host synchronisation per step.
 
-    Each step adds one row (loss, mean |grad|, mean |delta theta|, update ratio) to its epoch's
-    sums on the parameters' device: two copies of the flattened parameters (before and after
-    the step), one of the gradients, and a few reductions. ``end_epoch`` stores the epoch's
-    other metrics (validation), still on the device; ``drain`` divides by the steps and moves
-    the whole chunk to the host in one transfer.
+    Each step adds one row (loss, mean |grad|, mean |delta theta|, update ratio, and with
+    ``tensors`` each tensor's mean |grad| and update ratio) to its epoch's sums on the
+    parameters' device. The step costs one copy of the flattened parameters (before the step)
+    that the update is then subtracted from in place, and fused L1 reductions of every
+    tensor's gradient, parameters and update (``torch._foreach_norm``, as
+    ``clip_grad_norm_`` uses): per-tensor sums come at no extra copy. ``end_epoch`` stores the
+    epoch's other metrics (validation), still on the device; ``drain`` divides by the steps
+    and moves the whole chunk to the host in one transfer.
     """
 
-    def __init__(self, params: list[torch.Tensor], capacity: int) -> None:
+    def __init__(self, params: list[torch.Tensor], capacity: int,
+                 tensors: Sequence[str] = ()) -> None:
         self._params = [p.detach() for p in params]
         if not all(p.is_contiguous() for p in self._params):
             raise ValueError("StepRecorder needs contiguous parameters")
+        if tensors and len(tensors) != len(params):
+            raise ValueError(f"tensors must name each of the {len(params)} parameters "
+                             f"but got {len(tensors)} names.")
         self._flat = [p.view(-1) for p in self._params]
         self._numel = sum(p.numel() for p in self._params)
+        self._tensors = tuple(tensors)
         like = self._params[0]
-        dtype = like.dtype if like.is_floating_point() else torch.float64
-        self._before = like.new_empty(self._numel, dtype=dtype)
-        self._after = torch.empty_like(self._before)
-        self._grad = torch.empty_like(self._before)
-        self._zeros = [torch.zeros(p.numel(), dtype=dtype, device=like.device)
-                       for p in self._params]  # the gradient of an unused parameter
+        self._before = torch.empty(self._numel, dtype=like.dtype, device=like.device)
+        sizes = [p.numel() for p in self._params]
+        # one view per tensor of the parameters before the step; after it, of minus the update
+        self._moved = [b.view_as(p) for b, p in zip(self._before.split(sizes), self._params)]
+        self._zeros = [torch.zeros_like(p) for p in self._params]  # an unused one's gradient
         # sums in float64 (float32 where the device has no float64)
         wide = torch.float32 if like.device.type == "mps" else torch.float64
-        self._sums = torch.zeros((capacity, 4), dtype=wide, device=like.device)
+        self._numels = torch.tensor(sizes, dtype=wide, device=like.device)
+        self._sums = torch.zeros((capacity, 4 + 2 * len(self._tensors)), dtype=wide,
+                                 device=like.device)
         self._rows = list(self._sums.unbind(0))
         self._extra: dict[str, torch.Tensor] = {}  # one column per further metric
         self._steps = np.zeros(capacity, dtype=np.int64)
         self._lr = np.empty(capacity)
         self._lrs: list[float] = []  # the learning rates of the epoch in progress
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         self.capacity = capacity
         self.start = 0  # epoch of the first row
         self.size = 0  # epochs ended since the last drain
@@ -142,22 +210,25 @@ class StepRecorder:
     def before_step(self, loss: torch.Tensor, grads: list[torch.Tensor | None]) -> None:
         """Call after ``backward`` and before ``optimizer.step``."""
         torch.cat(self._flat, out=self._before)
-        parts = [z if g is None else g.view(-1) for g, z in zip(grads, self._zeros)]
-        torch.cat(parts, out=self._grad)
-        self._pending = (loss.detach(), torch.linalg.vector_norm(self._grad, 1))
+        present = [z if g is None else g for g, z in zip(grads, self._zeros)]
+        norms = torch._foreach_norm([*present, *self._params], 1)  # L1 of grads, of params
+        self._pending = (loss.detach(), list(norms))
 
     def after_step(self, lr: float) -> None:
         """Call after ``optimizer.step``, with the learning rate that step used."""
         assert self._pending is not None, "before_step first"
-        loss, grad_sum = self._pending
-        torch.cat(self._flat, out=self._after)
-        update_sum = torch.linalg.vector_norm(self._after.sub_(self._before), 1)
-        size_sum = torch.linalg.vector_norm(self._before, 1)
-        numel = self._numel
-        row = torch.stack([loss.to(grad_sum.dtype), grad_sum / numel, update_sum / numel,
-                           update_sum / size_sum])
+        loss, norms = self._pending
+        torch._foreach_sub_(self._moved, self._params)  # before - after: minus the update
+        norms += torch._foreach_norm(self._moved, 1)
+        wide = self._sums.dtype
+        grad, size, update = torch.stack(norms).to(wide).view(3, -1)  # L1 per tensor
+        grad_sum, update_sum = grad.sum(), update.sum()
+        parts = [loss.to(wide).view(1), torch.stack([grad_sum, update_sum]) / self._numel,
+                 (update_sum / size.sum()).view(1)]
+        if self._tensors:
+            parts += [grad / self._numels, update / size]
         i = self.size
-        self._rows[i].add_(row)
+        self._rows[i].add_(torch.cat(parts))
         self._lrs.append(lr)
         self._steps[i] += 1
         self._pending = None
@@ -185,7 +256,9 @@ class StepRecorder:
         means = self._sums[:n] / torch.from_numpy(self._steps[:n]).to(self._sums)[:, None]
         columns = torch.cat([means.T, *(c[:n].unsqueeze(0) for c in self._extra.values())])
         host = columns.cpu().numpy().astype(np.float64)
-        extra = {key: host[4 + j].copy() for j, key in enumerate(self._extra)}
+        width = self._sums.shape[1]
+        extra = {key: host[width + j].copy() for j, key in enumerate(self._extra)}
+        extra.update(tensor_extra(self._tensors, host[4:width]))
         stats = EpochStats(self.start, host[0].copy(), host[1].copy(), host[2].copy(),
                            host[3].copy(), self._lr[:n].copy(), extra=extra)
         self._sums.zero_()

@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["EPOCH_METRICS", "EpochStats"]
+__all__ = ["EPOCH_METRICS", "TENSOR_METRICS", "EpochStats", "tensor_keys", "tensor_metric"]
 
 EPOCH_METRICS = ("loss", "grad_abs_mean", "update_abs_mean", "update_ratio", "lr")
+# per parameter tensor, as extra metrics named ``<metric>/<tensor>`` (e.g. update_ratio/0.weight)
+TENSOR_METRICS = ("grad_abs_mean", "update_ratio")
+_NOT_IN_KEY = re.compile(r"[^\w.\- ]")  # MLflow's metric names allow these (and '/', ':')
+_KEY_LENGTH = 250 - max(len(m) for m in TENSOR_METRICS) - 1  # MLflow's limit, less the prefix
+
+
+def tensor_metric(metric: str, tensor: str) -> str:
+    """The extra metric holding ``metric`` (one of ``TENSOR_METRICS``) of tensor ``tensor``."""
+    return f"{metric}/{tensor}"
+
+
+def tensor_keys(names: Sequence[str]) -> tuple[str, ...]:
+    """The ``<tensor>`` part of the per-tensor metric names of parameters ``names``: each name
+    as it is, where MLflow accepts it in a metric name (letters, digits, ``_ - .`` and spaces:
+    ``0.weight``, ``encoder.layers.3.bias``); any other character becomes ``_``, an overlong
+    name keeps its end, and a name that would repeat an earlier key gets ``_2``, ``_3``..."""
+    keys: list[str] = []
+    for name in names:
+        key = _NOT_IN_KEY.sub("_", name)
+        if key in ("", ".", ".."):
+            key = "_" * max(1, len(key))
+        if len(key) > _KEY_LENGTH:
+            key = "_" + key[-(_KEY_LENGTH - 1):]
+        base, n = key, 1
+        while key in keys:
+            n += 1
+            key = f"{base[:_KEY_LENGTH - len(str(n)) - 1]}_{n}"
+        keys.append(key)
+    return tuple(keys)
 
 
 @dataclass(frozen=True)
@@ -17,7 +47,9 @@ class EpochStats:
     """Statistics of the consecutive epochs ``start, start + 1, ...``.
 
     For a mini-batch objective each value is the mean over the epoch's steps, and ``extra``
-    holds the validation metrics scored after the epoch.
+    holds the validation metrics scored after the epoch. For an objective of several
+    parameter tensors ``extra`` also holds each tensor's mean |grad| and update ratio
+    (``TENSOR_METRICS``, named ``<metric>/<tensor>``; see ``tensors`` and ``per_tensor``).
     """
 
     start: int  # index of the first epoch
@@ -26,7 +58,8 @@ class EpochStats:
     update_abs_mean: np.ndarray  # mean |theta_after - theta_before|
     update_ratio: np.ndarray  # update_abs_mean / mean |theta_before|
     lr: np.ndarray  # learning rate of the first parameter group for the step
-    # further per-epoch metrics by name, e.g. val_loss and val_accuracy of mini-batch objectives
+    # further per-epoch metrics by name: val_loss, val_accuracy of mini-batch objectives;
+    # grad_abs_mean/<tensor>, update_ratio/<tensor> per parameter tensor
     extra: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -35,6 +68,20 @@ class EpochStats:
     @property
     def epochs(self) -> np.ndarray:
         return np.arange(self.start, self.start + len(self))
+
+    @property
+    def tensors(self) -> tuple[str, ...]:
+        """The parameter tensors with per-tensor metrics (``update_ratio/<tensor>`` and
+        ``grad_abs_mean/<tensor>`` in ``extra``), in the objective's order; empty if none."""
+        prefix = tensor_metric("update_ratio", "")
+        return tuple(k[len(prefix):] for k in self.extra if k.startswith(prefix))
+
+    def per_tensor(self, metric: str) -> dict[str, np.ndarray]:
+        """``metric`` (one of ``TENSOR_METRICS``) of each tensor of ``tensors`` that has it."""
+        if metric not in TENSOR_METRICS:
+            raise ValueError(f"metric must be one of {TENSOR_METRICS} but got {metric!r}.")
+        return {t: self.extra[tensor_metric(metric, t)] for t in self.tensors
+                if tensor_metric(metric, t) in self.extra}
 
     @property
     def names(self) -> tuple[str, ...]:

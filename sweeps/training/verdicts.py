@@ -7,6 +7,15 @@ falls back to healthy. Nothing here imports torch. On the seed case (SGD at lr 0
 
     Verdict(name='stalled', reason='parameters move 4.8e-09 of their size per step
             (update ratio); try ~2e+05x larger lr')
+
+The verdict names what happened to the run as a whole. Where the statistics have per-tensor
+update ratios (``EpochStats.tensors``) and some tensors stall while others move, the reason
+goes on to name them (``stalled_tensors``), and ``Verdict.tensors`` lists them::
+
+    healthy: the loss fell 30.2% (1.19 -> 0.831); median update ratio 1.3e-02; 1 of 4
+    tensors stalled: first.weight moves 8.0e-14 of its size per step while last.weight
+    moves 2.4e-02 (first.weight: mean |grad| 3.6e-14 against 1.5e-02; check what scales
+    that gradient, e.g. inputs, initialisation, dead units, a bias before a normalisation)
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ import numpy as np
 
 from sweeps.training.stats import EpochStats
 
-__all__ = ["RULES", "VERDICTS", "Thresholds", "Verdict", "judge", "ratio_factor", "ratio_rule"]
+__all__ = ["RULES", "VERDICTS", "Thresholds", "Verdict", "judge", "ratio_factor", "ratio_rule",
+           "stalled_tensors"]
 
 VERDICTS = ("stalled", "slow", "healthy", "unstable", "diverged")
 
@@ -55,6 +65,7 @@ class Thresholds:
 class Verdict:
     name: str  # one of VERDICTS
     reason: str  # one line a person understands
+    tensors: tuple[str, ...] = ()  # parameter tensors that stalled while others moved
 
 
 def ratio_factor(update_ratio: float, target_ratio: float = 1e-3) -> float:
@@ -85,8 +96,12 @@ def judge(
     for rule in RULES:
         verdict = rule(stats, failed, thresholds)
         if verdict is not None:
-            return verdict
-    return healthy(stats, thresholds)
+            break
+    else:
+        verdict = healthy(stats, thresholds)
+    if verdict.name == "diverged":  # a smaller lr comes first; per-tensor ratios can wait
+        return verdict
+    return stalled_tensors(verdict, stats, thresholds)
 
 
 # -- the rules, in the order judge applies them ---------------------------------------------
@@ -159,6 +174,40 @@ Rule = Callable[[EpochStats, str | None, Thresholds], Verdict | None]
 RULES: tuple[Rule, ...] = (diverged, stalled, unstable, slow)
 
 
+def stalled_tensors(verdict: Verdict, stats: EpochStats, t: Thresholds = Thresholds(),
+                    *, named: int = 3) -> Verdict:
+    """``verdict`` with the parameter tensors that stall while others move.
+
+    A tensor stalls when its median update ratio is below ``stalled_ratio``; none is named
+    when all or none do (the overall ratio tells that). The reason names the ``named``
+    slowest, compares them with the fastest tensor, and says whether the slowest one's
+    gradient is tiny next to the fastest one's (then no single lr fixes both: look at what
+    scales the gradient) or its values are large for their updates.
+    """
+    ratios = {name: _median(values)
+              for name, values in stats.per_tensor("update_ratio").items()}
+    stuck = sorted((n for n, r in ratios.items() if r < t.stalled_ratio), key=ratios.__getitem__)
+    if not stuck or len(stuck) == len(ratios):
+        return verdict
+    fastest = max(ratios, key=ratios.__getitem__)
+    slowest = stuck[0]
+    entries = [f"{slowest} moves {ratios[slowest]:.1e} of its size per step"
+               if ratios[slowest] > 0 else f"{slowest} does not move at all"]
+    entries += [f"{n} {ratios[n]:.1e}" if ratios[n] > 0 else f"{n} not at all"
+                for n in stuck[1:named]]
+    more = f" and {len(stuck) - named} more" if len(stuck) > named else ""
+    reason = (f"{verdict.reason}; {len(stuck)} of {len(ratios)} tensors stalled: "
+              f"{', '.join(entries)}{more} while {fastest} moves {ratios[fastest]:.1e}")
+    grads = stats.per_tensor("grad_abs_mean")
+    if slowest in grads and fastest in grads:
+        low, high = _median(grads[slowest]), _median(grads[fastest])
+        hint = ("check what scales that gradient, e.g. inputs, initialisation, dead units, "
+                "a bias before a normalisation" if low < 1e-3 * high
+                else "its values are large for their updates; check its initialisation")
+        reason += f" ({slowest}: mean |grad| {low:.1e} against {high:.1e}; {hint})"
+    return Verdict(verdict.name, reason, tuple(stuck))
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 def _ends(stats: EpochStats) -> tuple[float, float]:
@@ -175,8 +224,15 @@ def _improvement(stats: EpochStats) -> float:
 
 
 def _median_ratio(stats: EpochStats) -> float:
-    finite = stats.update_ratio[np.isfinite(stats.update_ratio)]
+    return _median(stats.update_ratio)
+
+
+def _median(values: np.ndarray) -> float:
+    """Median of the finite values (0.0 if none is finite)."""
+    finite = values[np.isfinite(values)]
     return float(np.median(finite)) if len(finite) else 0.0
+
+
 
 
 def _rise_fraction(stats: EpochStats, noise: float) -> float:

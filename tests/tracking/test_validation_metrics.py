@@ -38,7 +38,8 @@ class Chunks(Observer):
 @pytest.fixture(scope="module")
 def chunks() -> list[EpochStats]:
     observer = Chunks()
-    train(tiny(), Hyperparams("sgd", 0.1), 5, observers=(observer,), chunk=2)
+    train(tiny(), Hyperparams("sgd", 0.1), 5, observers=(observer,), chunk=2,
+          per_tensor=False)  # per-tensor metrics: tests/tracking/test_tensor_metrics.py
     return observer.chunks
 
 

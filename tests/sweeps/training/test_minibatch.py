@@ -209,7 +209,8 @@ class Collector(Observer):
 
 def test_validation_metrics_reach_observers_and_the_frame() -> None:
     collector = Collector()
-    result = train(tiny(), Hyperparams("sgd", 0.1), 5, observers=(collector,), chunk=2)
+    result = train(tiny(), Hyperparams("sgd", 0.1), 5, observers=(collector,), chunk=2,
+                   per_tensor=False)  # per-tensor metrics: test_tensor_stats.py
     assert [len(c) for c in collector.chunks] == [2, 2, 1]
     assert all(tuple(c.extra) == EXTRA for c in collector.chunks)
     history = result.history
