@@ -87,14 +87,18 @@ def series(history: History, metric: str) -> Curve:
 
 
 def loss_curves(curves: Mapping[str, History],
-                reference: Mapping[str, History] | None = None) -> Figure:
-    """Loss against epoch (log y) for each labelled trial; ``reference`` dashed black."""
+                reference: Mapping[str, History] | None = None, metric: str = "loss") -> Figure:
+    """The study's ``metric`` (the training loss by default) against epoch for each
+    labelled trial, log y where every value is positive; ``reference`` dashed black."""
     fig, ax = _figure()
-    if _draw_curves(ax, curves, reference, "loss"):
+    drawn = _draw_curves(ax, curves, reference, metric)
+    values = np.concatenate([c.values for c in drawn]) if drawn else np.empty(0)
+    if len(values) and _spans_decades(values[np.isfinite(values)]):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("Training loss of the top trials")
+    ax.set_ylabel(metric)
+    title = "Training loss" if metric == "loss" else metric
+    ax.set_title(f"{title} of the top trials")
     _legend_outside(ax)
     return fig
 
@@ -150,13 +154,14 @@ def tensor_update_ratios(history: History, label: str = "", *,
     return fig
 
 
-def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = ()) -> Figure:
-    """Final loss against learning rate (log-log), one colour per optimizer (``order``: see
+def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = (), metric: str = "loss") -> Figure:
+    """Each trial's value of the study's ``metric`` against its learning rate (log x; log y
+    where the values are positive and span decades), one colour per optimizer (``order``: see
     ``optimizer_colors``).
 
-    ``frame`` has the columns optimizer, lr, final_loss and state (``trials_frame``). Completed
-    trials are filled circles, pruned ones hollow circles at the loss where they stopped,
-    failed ones crosses drawn above the highest loss (they have no final loss).
+    ``frame`` has the columns optimizer, lr, value and state (``trials_frame``). Completed
+    trials are filled circles, pruned ones hollow circles at the value where they stopped,
+    failed ones crosses drawn above the highest value (they have none).
     """
     import pandas as pd
     from matplotlib.lines import Line2D
@@ -164,19 +169,20 @@ def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = ()) -> Figure:
     fig, ax = _figure()
     rows = frame[frame["state"].isin(_STATES)].copy()
     rows["lr"] = pd.to_numeric(rows["lr"], errors="coerce")
-    rows["final_loss"] = pd.to_numeric(rows["final_loss"], errors="coerce")
+    rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
     rows = rows[np.isfinite(rows["lr"]) & (rows["lr"] > 0)]
-    losses = rows["final_loss"][np.isfinite(rows["final_loss"]) & (rows["final_loss"] > 0)]
-    failed_y = float(losses.max()) * 3 if len(losses) else 1.0
+    values = rows["value"][np.isfinite(rows["value"])].to_numpy()
+    log_y = _spans_decades(values)
+    failed_y = _beyond(values, log_y)
     colors = optimizer_colors(rows["optimizer"].dropna().unique(), order)
     handles: list[Line2D] = []
     for name, color in colors.items():
         mine = rows[rows["optimizer"] == name]
-        done = mine[(mine["state"] == "COMPLETE") & np.isfinite(mine["final_loss"])]
-        pruned = mine[(mine["state"] == "PRUNED") & np.isfinite(mine["final_loss"])]
+        done = mine[(mine["state"] == "COMPLETE") & np.isfinite(mine["value"])]
+        pruned = mine[(mine["state"] == "PRUNED") & np.isfinite(mine["value"])]
         failed = mine[mine["state"] == "FAIL"]
-        ax.scatter(done["lr"], done["final_loss"], color=color, s=36, zorder=3, label=name)
-        ax.scatter(pruned["lr"], pruned["final_loss"], facecolors="none", edgecolors=color,
+        ax.scatter(done["lr"], done["value"], color=color, s=36, zorder=3, label=name)
+        ax.scatter(pruned["lr"], pruned["value"], facecolors="none", edgecolors=color,
                    s=36, zorder=3, label=f"_{name} pruned")
         ax.scatter(failed["lr"], np.full(len(failed), failed_y), marker="x", color=color,
                    s=40, zorder=3, label=f"_{name} failed")
@@ -184,26 +190,29 @@ def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = ()) -> Figure:
     states = set(rows["state"])
     if "PRUNED" in states:
         handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none",
-                              color="grey", label="pruned (loss when stopped)"))
+                              color="grey", label="pruned (value when stopped)"))
     if "FAIL" in states:
         handles.append(Line2D([], [], ls="", marker="x", color="grey",
-                              label="failed (no final loss; drawn on top)"))
+                              label="failed (no value; drawn above the others)"))
     if rows.empty:
         _note(ax, "no finished trial yet")
     else:
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if log_y:
+            ax.set_yscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("final loss")
-    ax.set_title("Final loss against learning rate")
+    name = "final loss" if metric == "loss" else metric
+    ax.set_ylabel(name)
+    ax.set_title(f"{name[:1].upper()}{name[1:]} against learning rate")
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize="small", frameon=False)
     return fig
 
 
-def optimization_history(study: optuna.Study) -> Figure:
-    """Each completed trial's value against its number, with the best value so far."""
+def optimization_history(study: optuna.Study, metric: str = "final loss") -> Figure:
+    """Each completed trial's value (the study's ``metric``) against its number, with the
+    best value so far."""
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
@@ -213,7 +222,7 @@ def optimization_history(study: optuna.Study) -> Figure:
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
               if t.intermediate_values]
     ax.set_xlabel("trial number")
-    ax.set_ylabel("final loss (objective value)")
+    ax.set_ylabel(f"{metric} (objective value)")
     ax.set_title(f"Optimization history of study {study.study_name!r}")
     if not complete:
         _note(ax, "no completed trial yet")
@@ -227,9 +236,9 @@ def optimization_history(study: optuna.Study) -> Figure:
         last = [(t.number, t.intermediate_values[max(t.intermediate_values)]) for t in pruned]
         last = [(n, v) for n, v in last if math.isfinite(v)]
         ax.scatter([n for n, _ in last], [v for _, v in last], facecolors="none",
-                   edgecolors="grey", s=30, zorder=2, label="pruned (last reported loss)")
+                   edgecolors="grey", s=30, zorder=2, label="pruned (last reported value)")
     ax.step(numbers, best, where="post", color="C3", lw=1.8, label="best so far")
-    if all(y > 0 for y in _offsets_y(ax)):
+    if all(y > 0 for y in _offsets_y(ax)) and _spans_decades(values):
         ax.set_yscale("log")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return fig
@@ -279,22 +288,24 @@ def param_importances(study: optuna.Study,
 def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
                       reference: Mapping[str, History] | None, out_dir: str | Path,
                       frame: pd.DataFrame, order: Sequence[str] = (), *,
-                      tensors: tuple[str, History] | None = None) -> list[Path]:
+                      tensors: tuple[str, History] | None = None,
+                      metric: str = "loss") -> list[Path]:
     """Write the five plots (``FILES``) into ``out_dir``, then ``TENSOR_FILE`` where
     ``tensors`` (label and history of the best trial) has per-tensor update ratios; return
     their paths in that order.
 
-    ``curves`` and ``reference`` need both ``loss`` and ``update_ratio`` (``EpochStats``, or
-    ``{metric: Curve}`` from ``histories_by_run``); ``frame`` is the study's trials, one row
-    each (columns as ``loss_vs_lr`` reads them); ``order`` fixes the optimizers' colours.
+    ``curves`` and ``reference`` need both ``metric`` (the study's) and ``update_ratio``
+    (``EpochStats``, or ``{metric: Curve}`` from ``histories_by_run``); ``frame`` is the
+    study's trials, one row each (columns as ``loss_vs_lr`` reads them); ``order`` fixes the
+    optimizers' colours.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = (
-        loss_curves(curves, reference),
+        loss_curves(curves, reference, metric),
         update_ratio_curves(curves, reference),
-        loss_vs_lr(frame, order),
-        optimization_history(study),
+        loss_vs_lr(frame, order, metric),
+        optimization_history(study, "final loss" if metric == "loss" else metric),
         param_importances(study),
     )
     paths = [save(fig, out / name) for fig, name in zip(figures, FILES)]
@@ -331,7 +342,8 @@ def top_run_ids(study: optuna.Study, k: int = 5) -> dict[str, str]:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.value is not None and math.isfinite(t.value)
                 and "mlflow_run_id" in t.user_attrs]
-    complete.sort(key=lambda t: (t.value, t.number))
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    complete.sort(key=lambda t: (sign * t.value, t.number))
     return {trial_label(t.number, t.user_attrs.get("hparams", {})): t.user_attrs["mlflow_run_id"]
             for t in complete[:k]}
 
@@ -438,6 +450,20 @@ def _legend_outside(ax: Axes) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                   frameon=False)
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    """True if ``values`` are all positive and span more than a decade: worth a log axis."""
+    return bool(len(values)) and float(values.min()) > 0 \
+        and float(values.max()) > 10 * float(values.min())
+
+
+def _beyond(values: np.ndarray, log: bool) -> float:
+    """A y beyond the largest of ``values`` (where the failed trials are drawn)."""
+    if not len(values):
+        return 1.0
+    high, low = float(values.max()), float(values.min())
+    return high * 3 if log else high + 0.1 * max(high - low, abs(high), 1e-12)
 
 
 def _note(ax: Axes, text: str) -> None:

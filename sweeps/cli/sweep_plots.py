@@ -33,20 +33,21 @@ REFERENCE = Hyperparams("sgd", 0.01)  # the seed's configuration, drawn dashed f
 
 
 class BestCurves(SweepListener):
-    """The statistics of the ``keep`` best completed trials, by run id."""
+    """The statistics of the ``keep`` best completed trials by the study's value, by run id."""
 
-    def __init__(self, keep: int = 5) -> None:
+    def __init__(self, keep: int = 5, maximize: bool = False) -> None:
         self.keep = keep
+        self.maximize = maximize
         self.histories: dict[str, EpochStats] = {}
-        self._loss: dict[str, float] = {}
+        self._rank: dict[str, float] = {}  # lower is better
 
     def trial_done(self, outcome: TrialOutcome) -> None:
-        if outcome.result.status != "complete":
+        if outcome.value is None:
             return
         self.histories[outcome.run_id] = outcome.result.history
-        self._loss[outcome.run_id] = outcome.result.final_loss
-        for worst in sorted(self._loss, key=self._loss.__getitem__)[self.keep:]:
-            del self.histories[worst], self._loss[worst]
+        self._rank[outcome.run_id] = -outcome.value if self.maximize else outcome.value
+        for worst in sorted(self._rank, key=self._rank.__getitem__)[self.keep:]:
+            del self.histories[worst], self._rank[worst]
 
 
 class SweepPlots:
@@ -65,6 +66,7 @@ class SweepPlots:
 
     def attach(self, sweep: Sweep) -> None:
         """Keep the sweep's best curves, and train the reference run in its next batch."""
+        self.curves.maximize = sweep.metric.maximize
         sweep.listeners.append(self.curves)
         sweep.riders.append(self.reference)
 
@@ -80,14 +82,17 @@ class SweepPlots:
     def submit(self, study: optuna.Study, storage_url: str, client: MlflowClient,
                out_dir: str | Path, *, top: int = 5) -> Future[list[str]]:
         """``write`` without waiting: the child draws while the caller does other work."""
+        from sweeps.study.results import stored_metric
         from tracking.plots import histories_by_run, tensor_histories, top_run_ids
 
+        metric = stored_metric(study).name
         known = self.curves.histories
         labelled = top_run_ids(study, top)
         # Curves the sweep did not keep are read here: in the child, MLflow's store would
         # be loaded into a process that otherwise never opens it.
         missing = {label: run for label, run in labelled.items() if run not in known}
-        read: dict[str, Any] = histories_by_run(client, missing) if missing else {}
+        read: dict[str, Any] = (histories_by_run(client, missing, (metric, "update_ratio"))
+                                if missing else {})
         best = next(iter(labelled.items()), None)
         if best is not None and best[0] in read:  # its per-tensor curves, for their plot
             read[best[0]].update(tensor_histories(client, best[1]))
@@ -145,7 +150,7 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     import optuna
 
     from sweeps.optim.optimizers import OPTIMIZERS
-    from sweeps.study.results import opened_study, trials_frame
+    from sweeps.study.results import opened_study, stored_metric, trials_frame
     from tracking.plots import write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -154,4 +159,5 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     with opened_study(storage_url, study_name) as study:
         return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir,
                                                   trials_frame(study), tuple(OPTIMIZERS),
-                                                  tensors=best)]
+                                                  tensors=best,
+                                                  metric=stored_metric(study).name)]

@@ -175,8 +175,8 @@ def test_loss_vs_lr_has_one_series_per_optimizer_and_marks_pruned_and_failed(
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("learning rate", "final loss")
     assert ax.get_title() == "Final loss against learning rate"
-    assert legend_labels(ax) == ["sgd", "adam", "pruned (loss when stopped)",
-                                 "failed (no final loss; drawn on top)"]
+    assert legend_labels(ax) == ["sgd", "adam", "pruned (value when stopped)",
+                                 "failed (no value; drawn above the others)"]
     assert legend_is_outside_the_plot(fig, ax)
     drawn = {c.get_label(): c for c in ax.collections if isinstance(c, PathCollection)}
     assert len(drawn) == 3 * len(OPTIMIZERS)  # completed, pruned, failed for each
@@ -201,11 +201,27 @@ def test_loss_vs_lr_leaves_out_trials_still_running() -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"optimizer": ["sgd", "sgd"], "lr": [0.1, 1.0],
-                          "final_loss": [0.5, None], "state": ["COMPLETE", "RUNNING"]})
+                          "value": [0.5, None], "state": ["COMPLETE", "RUNNING"]})
     ax = only_axes(plots.loss_vs_lr(frame))
     assert legend_labels(ax) == ["sgd"]
     shown = [xy.tolist() for c in ax.collections for xy in np.asarray(c.get_offsets())]
     assert shown == [[0.1, 0.5]]
+
+
+def test_a_maximised_metric_is_named_ranked_best_first_and_drawn_on_a_linear_axis() -> None:
+    rows = [("sgd", 0.1, "none", TrialState.COMPLETE, 0.91, "run-a"),
+            ("adam", 1e-3, "none", TrialState.COMPLETE, 0.97, "run-b"),
+            ("adam", 1e-2, "none", TrialState.COMPLETE, 0.95, "run-c")]
+    study = optuna.create_study(study_name="acc", direction="maximize")
+    study.add_trials([trial(*row) for row in rows])
+    assert list(plots.top_run_ids(study, k=3).values()) == ["run-b", "run-c", "run-a"]
+    ax = only_axes(plots.loss_vs_lr(trials_frame(study), metric="val_accuracy"))
+    assert (ax.get_yscale(), ax.get_ylabel()) == ("linear", "val_accuracy")
+    assert ax.get_title() == "Val_accuracy against learning rate"
+    history = only_axes(plots.optimization_history(study, "val_accuracy"))
+    assert history.get_ylabel() == "val_accuracy (objective value)"
+    (best,) = history.lines
+    np.testing.assert_array_equal(best.get_ydata(), [0.91, 0.97, 0.97])
 
 
 def test_optimization_history_shows_values_and_the_best_so_far(study: optuna.Study) -> None:
@@ -215,7 +231,7 @@ def test_optimization_history_shows_values_and_the_best_so_far(study: optuna.Stu
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("trial number",
                                                    "final loss (objective value)")
     assert ax.get_title() == "Optimization history of study 'plots'"
-    assert legend_labels(ax) == ["completed trial", "pruned (last reported loss)",
+    assert legend_labels(ax) == ["completed trial", "pruned (last reported value)",
                                  "best so far"]
     assert legend_is_outside_the_plot(fig, ax)
     completed, pruned = ax.collections
