@@ -15,7 +15,8 @@ from ._errors import ObjectiveError
 __all__ = ["available", "build", "register"]
 
 _FACTORIES: dict[str, Callable[..., Objective]] = {}
-_BUILTINS = {"rebalance": "objectives.rebalance:Rebalance", "digits": "objectives.digits:Digits"}
+_BUILTINS = {"rebalance": "objectives.rebalance:Rebalance", "digits": "objectives.digits:Digits",
+             "digits-cnn": "objectives.digits_cnn:DigitsCNN"}
 
 
 def register(name: str, factory: Callable[..., Objective]) -> None:

@@ -238,9 +238,12 @@ def _materialise(field: str, data: Data) -> _Pair:
 
 
 def _check_like(validation: _Pair, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-    """Validation rows shaped like training rows."""
+    """Validation rows shaped like training rows, of the same dtypes."""
     for got, want, what in ((validation[0], inputs, "inputs"), (validation[1], targets,
                                                                  "targets")):
         if got.shape[1:] != want.shape[1:]:
             raise ObjectiveError(f"validation {what}", tuple(got.shape),
                                  f"use rows of shape {tuple(want.shape[1:])}, as in training")
+        if got.dtype != want.dtype:
+            raise ObjectiveError(f"validation {what}", str(got.dtype).removeprefix("torch."),
+                                 f"use {str(want.dtype).removeprefix('torch.')}, as in training")

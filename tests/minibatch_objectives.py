@@ -36,3 +36,15 @@ def tiny(batch_size: int = 8, drop_last: bool = False, shuffle: bool = True,
         default_epochs=6,
         arguments={"batch_size": batch_size, "drop_last": drop_last, "shuffle": shuffle,
                    "dropout": dropout, "seed": seed})
+
+
+def misshapen(part: str = "inputs") -> DatasetObjective:
+    """``tiny`` with validation data that does not fit: a feature too many (``part=inputs``)
+    or a target too few (``part=targets``); its construction fails."""
+    inputs, targets = data(1, HELD_OUT)
+    if part == "inputs":
+        inputs = torch.cat([inputs, inputs[:, :1]], dim=1)
+    else:
+        targets = targets[1:]
+    return DatasetObjective(model(), data(0), batch_size=8, loss_fn=nn.functional.cross_entropy,
+                            validation=(inputs, targets))

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
+
+from objectives.digits import CLASSES, load_splits
+from objectives.module import ModuleObjective
 
 
 @dataclass
@@ -26,3 +30,16 @@ class Quadratic:
 
     def arguments(self) -> dict[str, Any]:
         return {"dim": self.dim, "scale": self.scale}
+
+
+def full_batch_digits(hidden: int = 8, seed: int = 0) -> ModuleObjective:
+    """A real MLP, full batch: cross-entropy of linear, ReLU, linear on the whole train split
+    of the digits (float64), one step per epoch (the product's ``digits`` is mini-batch)."""
+    inputs, targets = load_splits(seed, dtype=torch.float64).train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(inputs.shape[1], hidden), nn.ReLU(),
+                              nn.Linear(hidden, CLASSES)).double()
+    return ModuleObjective(model, inputs, targets, loss_fn=nn.functional.cross_entropy,
+                           name="tests.toy_objectives:full_batch_digits", default_epochs=100,
+                           arguments={"hidden": hidden, "seed": seed})

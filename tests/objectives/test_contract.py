@@ -1,5 +1,5 @@
-"""One contract suite, run against every registered objective, the user example and a
-data-set objective."""
+"""One contract suite, run against every registered objective, the user examples, a data-set
+objective and the full-batch digits MLP of the tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from objectives import Objective
 
 CPU = torch.device("cpu")
 SPECS = [*objectives.available(), "examples.my_objective:objective",
-         "tests.minibatch_objectives:tiny"]
+         "examples.dataset_objective:objective", "tests.minibatch_objectives:tiny",
+         "tests.toy_objectives:full_batch_digits"]
 
 
 @pytest.fixture(params=SPECS)

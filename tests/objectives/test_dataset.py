@@ -159,6 +159,8 @@ def _build(**changes: object) -> DatasetObjective:
 @pytest.mark.parametrize(("changes", "field"), [
     ({"batch_size": 0}, "batch_size"),
     ({"batch_size": 2.5}, "batch_size"),
+    ({"batch_size": -4}, "batch_size"),
+    ({"batch_size": True}, "batch_size"),
     ({"batch_size": 38, "drop_last": True}, "batch_size"),
     ({"default_epochs": 0}, "default_epochs"),
     ({"seed": -1}, "seed"),
@@ -167,6 +169,11 @@ def _build(**changes: object) -> DatasetObjective:
     ({"validation": (torch.zeros(5, 4, dtype=torch.float64), torch.zeros(5, 2))},
      "validation targets"),
     ({"validation": (torch.zeros(5, 4), torch.zeros(4))}, "validation"),
+    ({"validation": (torch.zeros(5, 4, dtype=torch.float64), torch.zeros(6, dtype=torch.long))},
+     "validation"),
+    ({"validation": (torch.zeros(5, 4), torch.zeros(5, dtype=torch.long))}, "validation inputs"),
+    ({"validation": (torch.zeros(5, 4, dtype=torch.float64), torch.zeros(5, dtype=torch.int32))},
+     "validation targets"),
     ({"train": (torch.zeros(5, 4), torch.zeros(6))}, "train"),
     ({"train": [1, 2, 3]}, "train"),
     ({"validation": None, "metrics": {"accuracy": accuracy}}, "metrics"),
@@ -177,3 +184,19 @@ def test_bad_arguments_name_the_field(changes: dict[str, object], field: str) ->
         _build(**changes)
     assert caught.value.field == field
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("validation", "message"), [
+    ((torch.zeros(5, 3, dtype=torch.float64), torch.zeros(5, dtype=torch.long)),
+     "validation inputs: (5, 3) is not valid; use rows of shape (4,), as in training"),
+    ((torch.zeros(5, 4, dtype=torch.float64), torch.zeros(6, dtype=torch.long)),
+     "validation: '(5, 4) and (6,)' is not valid; use inputs and targets with the same number "
+     "of rows, at least 1"),
+    ((torch.zeros(5, 4, dtype=torch.float32), torch.zeros(5, dtype=torch.long)),
+     "validation inputs: 'float32' is not valid; use float64, as in training"),
+])
+def test_misshapen_validation_data_is_refused_at_construction(
+        validation: tuple[torch.Tensor, torch.Tensor], message: str) -> None:
+    with pytest.raises(ObjectiveError) as caught:
+        _build(validation=validation)
+    assert str(caught.value) == message

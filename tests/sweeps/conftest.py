@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from objectives.digits import Digits
+from objectives.module import ModuleObjective
 from objectives.rebalance import Rebalance
+
+try:
+    from toy_objectives import full_batch_digits
+except ImportError:  # pragma: no cover
+    from tests.toy_objectives import full_batch_digits
 
 
 @pytest.fixture(scope="module")
@@ -14,5 +19,6 @@ def rebalance() -> Rebalance:
 
 
 @pytest.fixture(scope="module")
-def digits() -> Digits:
-    return Digits(hidden=8)
+def digits_mlp() -> ModuleObjective:
+    """A real multi-tensor network trained full batch (the digits' train split)."""
+    return full_batch_digits(hidden=8)

@@ -23,6 +23,11 @@ from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import ObjectiveStartError, Observer, TrainResult, train
 from sweeps.training.stats import EPOCH_METRICS, EpochStats
 
+try:
+    from toy_objectives import full_batch_digits
+except ImportError:  # pragma: no cover
+    from tests.toy_objectives import full_batch_digits
+
 ROOT = Path(__file__).resolve().parents[3]
 
 EPOCHS = 120
@@ -72,7 +77,7 @@ def test_a_batch_follows_each_sequential_trajectory(optimizer: str, scheduler: s
 
 
 def test_a_mixed_batch_of_several_tensors_follows_each_sequential_run() -> None:
-    objective = objectives.build("digits", {"hidden": "8"})
+    objective = full_batch_digits(hidden=8)
     hps = [configs(o, s)[i % 3] for i, (o, s) in enumerate(
         zip(OPTIMIZERS, ["none", "cosine", "step", "onecycle", "plateau", "exponential",
                          "cosine"]))]

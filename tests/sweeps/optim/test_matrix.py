@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from objectives import Objective
-from objectives.digits import Digits
+from objectives.module import ModuleObjective
 from objectives.rebalance import Rebalance
-from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import ObjectiveStartError, TrainResult, train
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
+from sweeps.training.hparams import Hyperparams
+from sweeps.training.loop import ObjectiveStartError, TrainResult, train
 from sweeps.training.stats import EPOCH_METRICS
 
 EPOCHS = 60
@@ -25,7 +25,7 @@ PAIRS = [(o, s) for o in OPTIMIZERS for s in SCHEDULERS]
 # that matches the gradient's, adaptive ones about the parameter change per step
 LR = {
     "rebalance": {"SGD": 1e3, "adaptive": 0.1},
-    "digits": {"SGD": 0.5, "adaptive": 0.01},
+    "digits_mlp": {"SGD": 0.5, "adaptive": 0.01},
 }
 
 
@@ -126,10 +126,10 @@ def test_every_pair_trains_rebalance(optimizer: str, scheduler: str,
 @pytest.mark.parametrize("scheduler", ["cosine", "onecycle"])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_every_optimizer_trains_a_multi_tensor_network(optimizer: str, scheduler: str,
-                                                       digits: Digits) -> None:
-    hp = Hyperparams(optimizer, sensible_lr("digits", optimizer), scheduler)
-    result = train(digits, hp, EPOCHS)
-    assert_completed_run(result, digits, EPOCHS)
+                                                       digits_mlp: ModuleObjective) -> None:
+    hp = Hyperparams(optimizer, sensible_lr("digits_mlp", optimizer), scheduler)
+    result = train(digits_mlp, hp, EPOCHS)
+    assert_completed_run(result, digits_mlp, EPOCHS)
     assert_follows_schedule(hp, result.history.lr)
 
 

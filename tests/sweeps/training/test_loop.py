@@ -33,7 +33,8 @@ REF_SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], Any]] = {
     "cosine": lambda opt, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs),
 }
 LR = {("rebalance", "adam"): 0.1, ("rebalance", "sgd"): 1e3, ("rebalance", "momentum"): 1e3,
-      ("digits", "adam"): 0.01, ("digits", "sgd"): 0.3, ("digits", "momentum"): 0.3}
+      ("digits_mlp", "adam"): 0.01, ("digits_mlp", "sgd"): 0.3,
+      ("digits_mlp", "momentum"): 0.3}
 
 
 def reference_loop(objective: Objective, optimizer: str, scheduler: str, lr: float,
@@ -68,7 +69,7 @@ def reference_loop(objective: Objective, optimizer: str, scheduler: str, lr: flo
 
 @pytest.mark.parametrize("scheduler", list(REF_SCHEDULERS))
 @pytest.mark.parametrize("optimizer", list(REF_OPTIMIZERS))
-@pytest.mark.parametrize("objective_name", ["rebalance", "digits"])
+@pytest.mark.parametrize("objective_name", ["rebalance", "digits_mlp"])
 def test_statistics_match_a_naive_loop_for_every_chunk_size(
     objective_name: str, optimizer: str, scheduler: str, request: pytest.FixtureRequest
 ) -> None:
@@ -247,7 +248,7 @@ def test_observers_receive_consecutive_chunks_covering_the_run(rebalance: Rebala
     second.assert_saw(result)
 
 
-@pytest.mark.parametrize("objective_name", ["rebalance", "digits"])
+@pytest.mark.parametrize("objective_name", ["rebalance", "digits_mlp"])
 def test_final_loss_is_the_loss_of_the_returned_params(objective_name: str,
                                                        request: pytest.FixtureRequest) -> None:
     objective: Objective = request.getfixturevalue(objective_name)
