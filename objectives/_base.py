@@ -37,17 +37,26 @@ class Objective(Protocol):
 
 
 # Optional methods an objective may define:
-#   evaluate(params) -> dict[str, float]: extra metrics of trained parameters (see below);
+#   evaluate(params[, buffers]) -> dict[str, float]: extra metrics of trained parameters (see
+#     below); ``buffers`` (if it takes them) are the trial's own, e.g. BatchNorm statistics;
 #   batched_loss(params) -> Tensor: the loss of every row of parameters stacked along a new
 #     first dimension, equal row by row to ``loss`` (batched trials use ``torch.func.vmap``
 #     of ``loss`` when it is missing).
 
 
-def evaluate(objective: Objective, params: dict[str, torch.Tensor]) -> dict[str, float]:
+def evaluate(objective: Objective, params: dict[str, torch.Tensor],
+             buffers: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Extra metrics of trained ``params`` (e.g. test accuracy), if the objective defines an
-    optional ``evaluate(params) -> dict[str, float]``; else none."""
+    optional ``evaluate(params) -> dict[str, float]``; else none. ``buffers``, the trial's
+    own (a mini-batch trial's BatchNorm statistics), go to an ``evaluate`` that takes them."""
+    import inspect
+
     method = getattr(objective, "evaluate", None)
-    return dict(method(params)) if callable(method) else {}
+    if not callable(method):
+        return {}
+    if buffers is not None and "buffers" in inspect.signature(method).parameters:
+        return dict(method(params, buffers=buffers))
+    return dict(method(params))
 
 
 @dataclass

@@ -101,24 +101,31 @@ class DigitsObjective(DatasetObjective):
                          default_epochs=default_epochs, arguments=arguments)
         self._splits = splits
 
-    def accuracy(self, params: dict[str, torch.Tensor], split: str = "test") -> float:
+    def accuracy(self, params: dict[str, torch.Tensor], split: str = "test",
+                 buffers: dict[str, torch.Tensor] | None = None) -> float:
         """Share of ``split`` (train, validation or test) that ``params`` classify correctly, in
-        eval mode with the BatchNorm statistics of the train split under ``params``."""
+        eval mode with the trial's BatchNorm statistics ``buffers`` (none given: those of the
+        train split under ``params``)."""
         if split not in ("train", "validation", "test"):
             raise ObjectiveError("split", split, "use train, validation or test")
-        return self._accuracies(params, [getattr(self._splits, split)])[0]
+        return self._accuracies(params, [getattr(self._splits, split)], buffers)[0]
 
-    def evaluate(self, params: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Accuracy on the train and the held-out test split (logged with each trial)."""
-        train, test = self._accuracies(params, [self._splits.train, self._splits.test])
+    def evaluate(self, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Accuracy on the train and the held-out test split (logged with each trial), with
+        the trial's own BatchNorm statistics ``buffers`` where given."""
+        train, test = self._accuracies(params, [self._splits.train, self._splits.test], buffers)
         return {"train_accuracy": train, "test_accuracy": test}
 
-    def _accuracies(self, params: dict[str, torch.Tensor], pairs: list[_Pair]) -> list[float]:
+    def _accuracies(self, params: dict[str, torch.Tensor], pairs: list[_Pair],
+                    buffers: dict[str, torch.Tensor] | None) -> list[float]:
         device = device_of(params)
         state = self.start_trial(device)
         scores = []
         with torch.no_grad():
-            if state.buffers:
+            if buffers is not None:
+                state.buffers.update(buffers)
+            elif state.buffers:
                 self._measure_batchnorm(params, state)
             for pair in pairs:
                 inputs, targets = (t.to(device) for t in pair)
@@ -129,8 +136,8 @@ class DigitsObjective(DatasetObjective):
 
     def _measure_batchnorm(self, params: dict[str, torch.Tensor], state: TrialState) -> None:
         """Set the BatchNorm statistics in ``state`` (fresh) to the train split's under
-        ``params``, in one pass over it: the running averages of a trial are not handed to
-        ``evaluate``, so they are measured again."""
+        ``params``, in one pass over it (for parameters given without their trial's
+        statistics)."""
         inputs = self._splits.train[0].to(device_of(params))
         with _measuring_batchnorm(self._module):
             functional_call(self._module, {**state.buffers, **params}, (inputs,))

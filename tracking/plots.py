@@ -49,6 +49,7 @@ PLOTTED = ("loss", "update_ratio")  # the per-epoch metrics the curve plots read
 _SIZE = (9.0, 5.0)  # figure size in inches
 _DPI = 120
 _STATES = ("COMPLETE", "PRUNED", "FAIL")  # finished trial states drawn by loss_vs_lr
+_MLFLOW_INF = np.finfo(np.float64).max  # how MLflow stores an infinite value
 
 
 class Curve(NamedTuple):
@@ -358,7 +359,9 @@ def histories_from_mlflow(client: MlflowClient, run_ids: Mapping[str, str] | Ite
         points = client.get_metric_history(run_id, metric)
         by_step = {m.step: m.value for m in sorted(points, key=lambda m: (m.step, m.timestamp))}
         steps = np.array(sorted(by_step), dtype=float)
-        out[label] = Curve(steps, np.array([by_step[s] for s in sorted(by_step)], dtype=float))
+        values = np.array([by_step[s] for s in sorted(by_step)], dtype=float)
+        values[np.abs(values) == _MLFLOW_INF] *= np.inf  # MLflow stores +-inf as +-max double
+        out[label] = Curve(steps, values)
     return out
 
 

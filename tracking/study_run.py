@@ -23,7 +23,6 @@ from .metric_process import MetricProcess
 from .metrics import MetricWriter
 
 if TYPE_CHECKING:
-    import torch
     from mlflow import MlflowClient
 
 __all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store"]
@@ -36,7 +35,7 @@ RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED",
               "interrupted": "KILLED"}
 _PARAMS_PER_CALL = 100  # MLflow's cap on params per log_batch call
 
-Evaluate = Callable[[dict[str, "torch.Tensor"]], dict[str, float]]
+Evaluate = Callable[[TrainResult], dict[str, float]]  # metrics of a trial's final state
 
 
 def artifact_root(tracking_uri: str) -> str | None:
@@ -196,7 +195,7 @@ class TrialRun(Observer):
         flushes the writer before it tells Optuna the outcome)."""
         metrics = result_metrics(result)
         if self.evaluate is not None and result.params is not None:
-            metrics.update(self.evaluate(result.params))
+            metrics.update(self.evaluate(result))
         tags = result_tags(result) | dict(self.late_tags)
         self.tracker.writer.then(lambda: self.close(result.status, tags, metrics))
 

@@ -165,7 +165,8 @@ def _train(args: Any) -> int:
     if tracker is not None and run is not None:
         _log_param_means(tracker, run.run_id, before, after, result.epochs_run)
         tracker.close()
-    scores = evaluate(objective, result.params) if result.params is not None else {}
+    scores = (evaluate(objective, result.params, result.buffers) if result.params is not None
+              else {})
     _report(spec, result, before, after, scores, run.run_id if run else None)
     return 0 if result.status == "complete" else 1
 
@@ -184,7 +185,8 @@ def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[A
     params = {**spec.hp.to_dict(), "epochs": epochs, "objective": objective.name,
               **{f"objective.{k}": v for k, v in objective.arguments().items()}}
     run = tracker.start_run(params, {"role": "train"},
-                            evaluate=lambda final: evaluate(objective, final))
+                            evaluate=lambda result: evaluate(objective, result.params,
+                                                             result.buffers))
     return tracker, run
 
 

@@ -20,7 +20,6 @@ from sweeps.study.results import INTERRUPTED_ATTR, RUN_ID_ATTR, counted_trials, 
 
 if TYPE_CHECKING:
     import optuna
-    import torch
 
     from objectives import Objective
     from sweeps.study.config import SweepConfig
@@ -187,10 +186,11 @@ class Sweep:
         trial.set_user_attr(RUN_ID_ATTR, record.run_id)
         return Started(trial, hp, record, reporter)
 
-    def _evaluate(self, params: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _evaluate(self, result: TrainResult) -> dict[str, float]:
         from objectives import evaluate
 
-        return evaluate(self.objective, params)
+        assert result.params is not None
+        return evaluate(self.objective, result.params, result.buffers)
 
     def _tell_result(self, started: Started, result: TrainResult) -> None:
         from optuna.trial import TrialState

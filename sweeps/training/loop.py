@@ -52,6 +52,8 @@ class TrainResult:
     failure_epoch: int | None = None  # epoch at which it failed
     params: dict[str, torch.Tensor] | None = None  # parameters after the last step
     verdict: Verdict | None = None  # why it went as it did (None: no epoch ran)
+    buffers: dict[str, torch.Tensor] | None = None  # a mini-batch trial's buffers at the end
+    # (BatchNorm statistics), for ``objectives.evaluate``
 
 
 class ObjectiveStartError(RuntimeError):
@@ -178,6 +180,7 @@ def finish(
     failure: str | None,
     failure_epoch: int | None,
     params: dict[str, torch.Tensor] | None,
+    buffers: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     history = EpochStats.concat(parts)
     finite = history.loss[np.isfinite(history.loss)]
@@ -185,7 +188,7 @@ def finish(
     best = min(candidates) if candidates else math.nan
     verdict = judge(history, failed=failure) if len(history) or failure else None
     result = TrainResult(status, final, best, len(history), history, failure, failure_epoch,
-                         params, verdict)
+                         params, verdict, buffers)
     for observer in observers:
         observer.on_end(result)
     return result

@@ -120,4 +120,5 @@ def train_minibatch(
                       None)
     final = next(float(p.loss[-1]) for p in reversed(parts) if len(p))
     detached = {k: v.detach() for k, v in params.items()}
-    return finish(observers, parts, outcome, final, None, None, detached)
+    buffers = {k: v.detach() for k, v in state.buffers.items()}
+    return finish(observers, parts, outcome, final, None, None, detached, buffers)

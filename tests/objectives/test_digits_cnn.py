@@ -99,3 +99,29 @@ def test_evaluate_uses_the_train_splits_batchnorm_statistics(cnn: DigitsCNN) -> 
     assert cnn.evaluate(params) == pytest.approx(expected, abs=1e-12)
     assert torch.equal(torch.random.get_rng_state(), global_state)
     assert cnn.evaluate(params) == cnn.evaluate(params)
+
+
+def test_a_trials_test_accuracy_uses_its_own_batchnorm_statistics(cnn: DigitsCNN) -> None:
+    """The sweep scores a trial's final parameters with the running statistics that trial
+    built (the ones its validation used), not statistics measured again."""
+    from objectives import evaluate
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.loop import train
+
+    result = train(cnn, Hyperparams("adam", 0.01), 2)
+    assert result.params is not None and result.buffers is not None
+    assert set(result.buffers) == set(cnn.start_trial(CPU).buffers)
+    reference = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                              nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+                              nn.Linear(8 * 4 * 4, 10))
+    reference.load_state_dict({**result.params, **result.buffers}, strict=True)
+    reference.eval()
+    splits = load_splits(shape=(1, 8, 8))
+    with torch.no_grad():
+        expected = {f"{name}_accuracy": (reference(inputs).argmax(dim=1) == targets)
+                    .double().mean().item()
+                    for name, (inputs, targets) in (("train", splits.train),
+                                                    ("test", splits.test))}
+    assert evaluate(cnn, result.params, result.buffers) == pytest.approx(expected, abs=1e-12)
+    assert evaluate(cnn, result.params, result.buffers) != evaluate(cnn, result.params)

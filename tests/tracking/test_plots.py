@@ -3,6 +3,7 @@ the data it was given; ``write_sweep_plots`` writes the five PNG files."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,18 @@ def test_histories_from_mlflow_feed_the_plots(tmp_path: Path) -> None:
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [2e-3, 1e-3, 2e-3 / 3])
     ax = only_axes(plots.loss_curves(curves))
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [1.0, 0.5, 1 / 3])
+
+
+def test_infinite_values_read_back_from_mlflow_are_infinite_and_leave_the_axes_finite(
+        tmp_path: Path) -> None:
+    """MLflow stores +-inf as +-max double; read back as such they would overflow the update
+    ratio axes (a zero-initialised bias has an infinite ratio at epoch 0)."""
+    client = MlflowClient(tracking_uri="sqlite:///:memory:")
+    experiment = client.create_experiment("inf", artifact_location=tmp_path.as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_batch(run_id, metrics=[Metric("update_ratio/0.bias", v, 0, s) for s, v in
+                                      enumerate([math.inf, 1e-3, 2e-3])])
+    curves = plots.tensor_histories(client, run_id)
+    np.testing.assert_array_equal(curves["update_ratio/0.bias"].values, [math.inf, 1e-3, 2e-3])
+    ax = only_axes(plots.tensor_update_ratios(curves))
+    assert all(math.isfinite(y) for y in ax.get_ylim())
