@@ -202,9 +202,8 @@ def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = (), metric: str = "lo
         if log_y:
             ax.set_yscale("log")
     ax.set_xlabel("learning rate")
-    name = "final loss" if metric == "loss" else metric
-    ax.set_ylabel(name)
-    ax.set_title(f"{name[:1].upper()}{name[1:]} against learning rate")
+    ax.set_ylabel("final loss" if metric == "loss" else metric)
+    ax.set_title(f"{'Final loss' if metric == 'loss' else metric} against learning rate")
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize="small", frameon=False)

@@ -61,6 +61,14 @@ class EpochStats:
     # further per-epoch metrics by name: val_loss, val_accuracy of mini-batch objectives;
     # grad_abs_mean/<tensor>, update_ratio/<tensor> per parameter tensor
     extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # the loss at the initial parameters where ``loss`` holds means over an epoch's steps (a
+    # mini-batch run: its first batch's loss before the first step); None: ``loss[0]`` is it
+    initial_loss: float | None = None
+
+    @property
+    def first_loss(self) -> float:
+        """The loss the run started from: ``initial_loss``, else the first epoch's."""
+        return self.initial_loss if self.initial_loss is not None else float(self.loss[0])
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -95,7 +103,8 @@ class EpochStats:
     def head(self, n: int) -> EpochStats:
         """The first ``n`` epochs."""
         return EpochStats(self.start, *(getattr(self, m)[:n] for m in EPOCH_METRICS),
-                          extra={k: v[:n] for k, v in self.extra.items()})
+                          extra={k: v[:n] for k, v in self.extra.items()},
+                          initial_loss=self.initial_loss)
 
     def first_nonfinite(self) -> tuple[int, str] | None:
         """(epoch, metric) of the first non-finite loss or gradient, or None."""
@@ -114,7 +123,8 @@ class EpochStats:
         extra = {k: np.concatenate([p.extra.get(k, np.full(len(p), np.nan)) for p in parts])
                  for k in keys}
         return cls(parts[0].start, *(np.concatenate([getattr(p, m) for p in parts])
-                                     for m in EPOCH_METRICS), extra=extra)
+                                     for m in EPOCH_METRICS), extra=extra,
+                   initial_loss=parts[0].initial_loss)
 
     @classmethod
     def empty(cls) -> EpochStats:
@@ -126,4 +136,4 @@ class EpochStats:
         return pd.DataFrame({m: self.metric(m) for m in self.names}, index=self.epochs)
 
 
-assert tuple(f.name for f in fields(EpochStats))[1:-1] == EPOCH_METRICS
+assert tuple(f.name for f in fields(EpochStats))[1:1 + len(EPOCH_METRICS)] == EPOCH_METRICS

@@ -212,7 +212,7 @@ def stalled_tensors(verdict: Verdict, stats: EpochStats, t: Thresholds = Thresho
 
 def _ends(stats: EpochStats) -> tuple[float, float]:
     """The first and the last loss of the run."""
-    return float(stats.loss[0]), float(stats.loss[-1])
+    return stats.first_loss, float(stats.loss[-1])
 
 
 def _improvement(stats: EpochStats) -> float:
@@ -240,7 +240,7 @@ def _rise_fraction(stats: EpochStats, noise: float) -> float:
     if len(stats) < 2:
         return 0.0
     steps = np.diff(stats.loss)
-    return float(np.mean(steps > noise * abs(float(stats.loss[0]))))
+    return float(np.mean(steps > noise * abs(stats.first_loss)))
 
 
 def _advice(ratio: float, t: Thresholds) -> str:

@@ -218,7 +218,7 @@ def test_a_maximised_metric_is_named_ranked_best_first_and_drawn_on_a_linear_axi
     assert list(plots.top_run_ids(study, k=3).values()) == ["run-b", "run-c", "run-a"]
     ax = only_axes(plots.loss_vs_lr(trials_frame(study), metric="val_accuracy"))
     assert (ax.get_yscale(), ax.get_ylabel()) == ("linear", "val_accuracy")
-    assert ax.get_title() == "Val_accuracy against learning rate"
+    assert ax.get_title() == "val_accuracy against learning rate"
     history = only_axes(plots.optimization_history(study, "val_accuracy"))
     assert history.get_ylabel() == "val_accuracy (objective value)"
     (best,) = history.lines

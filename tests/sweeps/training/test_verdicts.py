@@ -137,3 +137,15 @@ def test_seed_case_is_stalled_with_a_reason_naming_the_update_ratio() -> None:
     verdict = judge(result.history, failed=result.failure)
     assert verdict == Verdict("stalled", "parameters move 4.8e-09 of their size per step "
                                          "(update ratio); try ~2e+05x larger lr")
+
+
+def test_a_minibatch_run_is_judged_from_the_loss_it_started_at() -> None:
+    """A mini-batch run's first epoch is a mean over its steps: a run that blew up within it
+    starts its epochs high. Judged from the first batch's loss, it diverged."""
+    from dataclasses import replace
+
+    exploded = stats(geometric(1e6, 7e5), 1e2)
+    assert judge(exploded).name != "diverged"  # from the epoch means alone it looks fine
+    verdict = judge(replace(exploded, initial_loss=2.3))
+    assert verdict.name == "diverged"
+    assert "(2.3 -> 7e+05)" in verdict.reason
