@@ -42,6 +42,12 @@ class Objective(Protocol):
 #   batched_loss(params) -> Tensor: the loss of every row of parameters stacked along a new
 #     first dimension, equal row by row to ``loss`` (batched trials use ``torch.func.vmap``
 #     of ``loss`` when it is missing).
+# And an optional attribute (or property):
+#   lr_ranges: Mapping[str, tuple[float, float]]: optimizer name -> (low, high), the
+#     learning-rate interval a sweep searches for that optimizer (log scale) unless the user
+#     gives --lr-min/--lr-max or --lr-range auto; optimizers it leaves out keep the defaults.
+#     Without it a sweep centres the intervals of a mini-batch objective on an LR range test
+#     and gives any other objective the fixed defaults (``sweeps.study.opening``).
 
 
 def evaluate(objective: Objective, params: dict[str, torch.Tensor],

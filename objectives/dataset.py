@@ -48,7 +48,8 @@ class DatasetObjective:
     ``metrics`` map names to ``fn(outputs, targets)`` (means over rows, e.g. ``accuracy``),
     scored with ``loss_fn`` on the validation data after each epoch as ``val_<name>`` and
     ``val_loss``. ``seed`` fixes the batch order and the trial's dropout stream; the module's
-    parameters and buffers are snapshotted at construction.
+    parameters and buffers are snapshotted at construction. ``lr_ranges`` (optimizer name ->
+    (low, high)) are the learning-rate intervals a sweep searches by default.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class DatasetObjective:
         name: str = "dataset",
         default_epochs: int = 20,
         arguments: Mapping[str, Any] | None = None,
+        lr_ranges: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         check_count("batch_size", batch_size)
         check_count("default_epochs", default_epochs)
@@ -98,6 +100,7 @@ class DatasetObjective:
         self._loss_fn = loss_fn
         self._metrics = metrics
         self._arguments = dict(arguments or {})
+        self.lr_ranges = _intervals(lr_ranges)
         self._on_device: dict[tuple[str, torch.device], _Pair] = {}
 
     @property
@@ -207,6 +210,24 @@ def _drawing_from(generator: torch.Generator) -> Iterator[None]:
     finally:
         generator.set_state(default.get_state())
         default.set_state(saved)
+
+
+def _intervals(lr_ranges: Mapping[str, tuple[float, float]] | None
+               ) -> dict[str, tuple[float, float]] | None:
+    """``lr_ranges`` as (low, high) float pairs, 0 < low < high; None if none are given."""
+    if not lr_ranges:
+        return None
+    out = {}
+    for name, bounds in lr_ranges.items():
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            low = high = 0.0
+        if not 0 < low < high:
+            raise ObjectiveError("lr_ranges", f"{name}: {bounds}", "use (low, high), "
+                                 "0 < low < high")
+        out[name] = (low, high)
+    return out
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -24,7 +24,8 @@ from ._errors import ObjectiveError
 from .dataset import DatasetObjective, accuracy
 from .module import check_count, device_of
 
-__all__ = ["DigitSplits", "Digits", "DigitsObjective", "check_dropout", "load_splits"]
+__all__ = ["LR_RANGES", "DigitSplits", "Digits", "DigitsObjective", "check_dropout",
+           "load_splits"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FEATURES = 64  # 8x8 pixels
@@ -32,6 +33,13 @@ CLASSES = 10
 MAX_HELD_OUT = 0.9  # test_fraction + val_fraction: leave at least a tenth for training
 
 _Pair = tuple[torch.Tensor, torch.Tensor]
+
+# The lr intervals a sweep of ``Digits`` searches, measured: from about 1.5 decades below each
+# optimizer's LR range-test valley to the largest lr at which 40 epochs at a constant lr still
+# train (validation accuracy above 90%; momentum 0.9, 0.95 for the SGD family).
+LR_RANGES = {"sgd": (1e-2, 1.0), "momentum": (1e-3, 1e-1), "nesterov": (1e-3, 1e-1),
+             "adam": (1e-4, 3e-2), "adamw": (1e-4, 3e-2), "rmsprop": (1e-5, 1e-3),
+             "adagrad": (1e-3, 3e-1)}
 
 
 @dataclass(frozen=True)
@@ -74,12 +82,14 @@ class DigitsObjective(DatasetObjective):
 
     ``build(dtype)`` makes the module; it runs with torch's global generator seeded with
     ``seed`` (and the global state given back), so the initial weights follow ``seed``.
+    ``lr_ranges`` are the learning-rate intervals a sweep searches by default.
     """
 
     def __init__(self, build: Callable[[torch.dtype], nn.Module], *, name: str,
                  default_epochs: int, batch_size: int, val_fraction: float,
                  test_fraction: float, seed: int, dtype: str,
-                 arguments: Mapping[str, Any], shape: tuple[int, ...] = (FEATURES,)) -> None:
+                 arguments: Mapping[str, Any], shape: tuple[int, ...] = (FEATURES,),
+                 lr_ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
         check_count("objective-arg batch_size", batch_size)
         check_count("objective-arg seed", seed, minimum=0)
         if not 0.01 <= test_fraction <= 0.5:
@@ -98,7 +108,8 @@ class DigitsObjective(DatasetObjective):
         super().__init__(module, splits.train, batch_size=batch_size,
                          loss_fn=nn.functional.cross_entropy, validation=splits.validation,
                          metrics={"accuracy": accuracy}, seed=seed, name=name,
-                         default_epochs=default_epochs, arguments=arguments)
+                         default_epochs=default_epochs, arguments=arguments,
+                         lr_ranges=lr_ranges)
         self._splits = splits
 
     def accuracy(self, params: dict[str, torch.Tensor], split: str = "test",
@@ -174,7 +185,7 @@ class Digits(DigitsObjective):
         super().__init__(
             lambda kind: _mlp(hidden, dropout, kind), name="digits", default_epochs=40,
             batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction,
-            seed=seed, dtype=dtype,
+            seed=seed, dtype=dtype, lr_ranges=LR_RANGES,
             arguments={"hidden": hidden, "dropout": dropout, "batch_size": batch_size,
                        "val_fraction": val_fraction, "test_fraction": test_fraction,
                        "seed": seed, "dtype": dtype})

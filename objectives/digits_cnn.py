@@ -9,9 +9,14 @@ from torch import nn
 from .digits import CLASSES, DigitsObjective, check_dropout
 from .module import check_count
 
-__all__ = ["DigitsCNN"]
+__all__ = ["LR_RANGES", "DigitsCNN"]
 
 _SIDE = 8  # pixels per side of an image
+# The lr intervals a sweep searches, measured as ``objectives.digits.LR_RANGES`` are, over
+# this network's 20 epochs (momentum up to 0.99 for rmsprop, 0.95 for the SGD family).
+LR_RANGES = {"sgd": (1e-3, 1.0), "momentum": (1e-3, 1e-1), "nesterov": (1e-3, 1e-1),
+             "adam": (1e-4, 1e-1), "adamw": (1e-4, 1e-1), "rmsprop": (1e-5, 3e-3),
+             "adagrad": (1e-3, 1.0)}
 
 
 class DigitsCNN(DigitsObjective):
@@ -27,7 +32,7 @@ class DigitsCNN(DigitsObjective):
         super().__init__(
             lambda kind: _cnn(channels, dropout, kind), name="digits-cnn", default_epochs=20,
             batch_size=batch_size, val_fraction=val_fraction, test_fraction=test_fraction,
-            seed=seed, dtype=dtype, shape=(1, _SIDE, _SIDE),
+            seed=seed, dtype=dtype, shape=(1, _SIDE, _SIDE), lr_ranges=LR_RANGES,
             arguments={"channels": channels, "dropout": dropout, "batch_size": batch_size,
                        "val_fraction": val_fraction, "test_fraction": test_fraction,
                        "seed": seed, "dtype": dtype})

@@ -15,9 +15,13 @@ import torch
 
 from ._errors import ObjectiveError
 
-__all__ = ["Rebalance"]
+__all__ = ["LR_RANGES", "Rebalance"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_SGD_LR = (1e-3, 1e7)  # its gradients are about 1e-5: plain steps need large learning rates
+_ADAPTIVE_LR = (1e-5, 1e2)  # per-element normalised steps: about a parameter change per step
+LR_RANGES = {"sgd": _SGD_LR, "momentum": _SGD_LR, "nesterov": _SGD_LR, "adam": _ADAPTIVE_LR,
+             "adamw": _ADAPTIVE_LR, "rmsprop": _ADAPTIVE_LR, "adagrad": _ADAPTIVE_LR}
 
 
 @dataclass
@@ -49,6 +53,11 @@ class Rebalance:
         self._target = torch.tensor(target, dtype=torch_dtype)
         self._mse = torch.nn.MSELoss()
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def lr_ranges(self) -> dict[str, tuple[float, float]]:
+        """The learning-rate interval a sweep searches per optimizer (log scale)."""
+        return dict(LR_RANGES)
 
     def init_params(self, device: torch.device) -> dict[str, torch.Tensor]:
         return {"shares": self._shares.to(device).clone()}

@@ -53,8 +53,10 @@ def build_parser() -> Parser:
                    help="schedulers to search (default: all)")
     p.add_argument("--lr-min", type=float, help="lower lr bound for every optimizer")
     p.add_argument("--lr-max", type=float, help="upper lr bound for every optimizer")
-    p.add_argument("--lr-range", help="fixed (default: the bounds above or per-optimizer "
-                                      "defaults) or auto (centred on an LR range test)")
+    p.add_argument("--lr-range", help="fixed (the objective's declared intervals, else "
+                                      "per-optimizer defaults) or auto (centred on an LR range "
+                                      "test); default: the objective's, else auto for a "
+                                      "mini-batch objective, else fixed; --lr-min/--lr-max win")
     p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
     p.add_argument("--pruner", help="median (default), hyperband or none")
     p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,

@@ -61,7 +61,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.storage.backends import absolute_uri, open_storage
     from sweeps.study.metric import reported_metrics, study_metric
-    from sweeps.study.opening import auto_space, open_study, search_space
+    from sweeps.study.opening import auto_space, log_intervals, open_study, search_space
     from sweeps.study.reaper import reap_stale
     from sweeps.study.sweep import Sweep
     from tracking.preflight import check_tracking
@@ -71,15 +71,16 @@ def open_session(config: SweepConfig) -> SweepSession:
     epochs = config.epochs or objective.default_epochs
     device = resolve_device(config.device)
     check_tracking(config.tracking_uri)
-    space = search_space(config, epochs)
+    space = search_space(config, epochs, objective)
     metric = study_metric(config.metric, config.direction, config.metric_at,
                           reported_metrics(objective, torch.device(device)))
     storage = open_storage(config.storage)
     study = open_study(config, objective, epochs, metric, space, storage)
     tests: dict[str, Any] = {}
-    if config.lr_range == "auto":
+    if space.lr_source == "auto":
         space, tests = auto_space(study, space, objective, device,
                                   enqueue=config.sampler != "grid")
+    log_intervals(space)
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
     tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri), config.experiment_name,
                            config.log_every, metrics_db=config.tracking_db and absolute_uri(

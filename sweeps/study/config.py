@@ -38,7 +38,10 @@ class SweepConfig:
     schedulers: tuple[str, ...] = tuple(SCHEDULERS)  # schedulers searched
     lr_min: float | None = None  # lower lr bound for every optimizer; default per optimizer
     lr_max: float | None = None  # upper lr bound for every optimizer; default per optimizer
-    lr_range: str = "fixed"  # fixed: the bounds above; auto: centred on an LR range test
+    # lr intervals: fixed (the objective's declared ones, else the defaults), auto (centred on
+    # an LR range test per optimizer); None: the objective's, else auto for a mini-batch
+    # objective, else the defaults. lr_min/lr_max win over all of them.
+    lr_range: str | None = None
     sampler: str = DEFAULT_SAMPLER  # a name of SAMPLERS
     pruner: str = DEFAULT_PRUNER  # a name of PRUNERS
     prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
@@ -75,7 +78,8 @@ class SweepConfig:
         checks.choice("sampler", self.sampler, SAMPLERS)
         checks.choice("pruner", self.pruner, PRUNERS)
         checks.choice("device", self.device, checks.DEVICES)
-        checks.choice("lr-range", self.lr_range, LR_RANGES)
+        if self.lr_range is not None:
+            checks.choice("lr-range", self.lr_range, LR_RANGES)
         if self.direction is not None:
             checks.choice("direction", self.direction, DIRECTIONS)
         checks.choice("metric-at", self.metric_at, READ_AT)

@@ -1,7 +1,17 @@
-"""Create or resume a study: its fixed settings, sampler, pruner and search space."""
+"""Create or resume a study: its fixed settings, sampler, pruner and search space.
+
+The learning-rate intervals of the space come from the first of (``lr_source``):
+
+1. ``user``: ``--lr-min``/``--lr-max`` (either bound; the other as below);
+2. ``auto``: ``--lr-range auto``, an LR range test per optimizer (``auto_space``);
+3. ``objective``: the intervals the objective declares (its optional ``lr_ranges``);
+4. for an objective that declares none: ``auto`` for a mini-batch objective unless
+   ``--lr-range fixed`` is given, else ``default``, the fixed ones of ``sweeps.optim``.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import UsageError
@@ -17,7 +27,10 @@ if TYPE_CHECKING:
     from sweeps.study.metric import StudyMetric
     from sweeps.study.space import SearchSpace
 
-__all__ = ["LR_RANGES_ATTR", "auto_space", "fixed_settings", "open_study", "search_space"]
+__all__ = ["LR_RANGES_ATTR", "auto_space", "declared_lr_ranges", "fixed_settings",
+           "log_intervals", "lr_source", "open_study", "search_space"]
+
+log = logging.getLogger(__name__)
 
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 
@@ -28,12 +41,62 @@ def fixed_settings(objective: Objective, epochs: int, metric: StudyMetric) -> di
             "epochs": epochs, **metric.settings()}
 
 
-def search_space(config: SweepConfig, epochs: int) -> SearchSpace:
-    """The space ``config`` searches (before any ``--lr-range auto`` intervals), checked."""
+def declared_lr_ranges(objective: Objective) -> dict[str, tuple[float, float]]:
+    """The intervals ``objective`` declares (its optional ``lr_ranges``: optimizer name ->
+    (low, high)), checked; empty if it declares none."""
+    from sweeps.optim.optimizers import OPTIMIZERS
+
+    field = f"lr_ranges of objective {objective.name}"
+    ranges: dict[str, tuple[float, float]] = {}
+    for name, bounds in dict(getattr(objective, "lr_ranges", None) or {}).items():
+        if name not in OPTIMIZERS:
+            raise UsageError(field, name, f"use optimizer names: {', '.join(OPTIMIZERS)}")
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            low = high = 0.0
+        if not 0 < low < high:
+            raise UsageError(field, f"{name}: {bounds}", "use (low, high), 0 < low < high")
+        ranges[name] = (low, high)
+    return ranges
+
+
+def lr_source(config: SweepConfig, objective: Objective | None) -> str:
+    """Where the space's lr intervals come from: user, auto, objective or default."""
+    from objectives import is_minibatch
+
+    if config.lr_min or config.lr_max:
+        return "user"
+    if config.lr_range == "auto":
+        return "auto"
+    if objective is not None and declared_lr_ranges(objective):
+        return "objective"
+    if config.lr_range is None and objective is not None and is_minibatch(objective):
+        return "auto"
+    return "default"
+
+
+def search_space(config: SweepConfig, epochs: int,
+                 objective: Objective | None = None) -> SearchSpace:
+    """The space ``config`` searches for ``objective``, checked; for ``lr_source`` auto, the
+    default intervals until ``auto_space`` gives the range test's."""
     from sweeps.study.space import SearchSpace
 
+    source = lr_source(config, objective)
+    declared = None if objective is None or source == "auto" else declared_lr_ranges(objective)
     return SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
-                       config.lr_max).validated()
+                       config.lr_max, declared or None, source).validated()
+
+
+def log_intervals(space: SearchSpace) -> None:
+    """One INFO line: where the lr intervals come from, and each optimizer's."""
+    where = {"user": "--lr-min/--lr-max", "auto": "an LR range test per optimizer",
+             "objective": "the objective", "default": "the defaults"}[space.lr_source]
+    intervals = []
+    for name in space.optimizers:
+        low, high = space.lr_range(name)
+        intervals.append(f"{name} {low:.3g}..{high:.3g}")
+    log.info("lr intervals from %s: %s", where, ", ".join(intervals))
 
 
 def open_study(config: SweepConfig, objective: Objective, epochs: int, metric: StudyMetric,

@@ -1,5 +1,10 @@
 """The search space: optimizer, its learning rate (log scale, per optimizer), scheduler and
-their sub-parameters, with the ranges ``sweeps.optim`` gives them."""
+their sub-parameters, with the ranges ``sweeps.optim`` gives them.
+
+Each optimizer's learning-rate interval comes from one source (``LR_SOURCES``, resolved by
+``sweeps.study.opening.search_space``): the user's ``--lr-min/--lr-max``, an LR range test
+(``--lr-range auto``), the intervals the objective declares (``lr_ranges``), or the fixed
+defaults of ``sweeps.optim.OPTIMIZERS``."""
 
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ from sweeps.training.hparams import Hyperparams
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["GRID_LR_POINTS", "SearchSpace", "suggest"]
+__all__ = ["GRID_LR_POINTS", "LR_SOURCES", "SearchSpace", "suggest"]
 
 GRID_LR_POINTS = 9  # learning rates per optimizer in a grid search (log-spaced)
+LR_SOURCES = ("user", "auto", "objective", "default")  # where the lr intervals come from
 
 
 def suggest(trial: optuna.Trial, param: SubParam, epochs: int) -> float:
@@ -33,14 +39,18 @@ class SearchSpace:
     optimizers: tuple[str, ...]  # names from sweeps.optim.OPTIMIZERS
     schedulers: tuple[str, ...]  # names from sweeps.optim.SCHEDULERS
     epochs: int  # schedule lengths are relative to it
-    lr_min: float | None = None  # overrides every optimizer's default lower lr bound
-    lr_max: float | None = None  # overrides every optimizer's default upper lr bound
-    lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer (lr-range auto)
+    lr_min: float | None = None  # overrides every optimizer's lower lr bound
+    lr_max: float | None = None  # overrides every optimizer's upper lr bound
+    lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer; else the default
+    lr_source: str = "default"  # where the intervals come from, one of LR_SOURCES
 
     def lr_range(self, optimizer: str) -> tuple[float, float]:
+        """The interval of ``optimizer``: from ``lr_ranges`` (else the default), either
+        bound replaced by ``lr_min``/``lr_max`` where given."""
         if self.lr_ranges and optimizer in self.lr_ranges:
-            return self.lr_ranges[optimizer]
-        low, high = OPTIMIZERS[optimizer].lr_range
+            low, high = self.lr_ranges[optimizer]
+        else:
+            low, high = OPTIMIZERS[optimizer].lr_range
         return (self.lr_min or low, self.lr_max or high)
 
     def validated(self) -> SearchSpace:
@@ -79,7 +89,8 @@ class SearchSpace:
     def describe(self) -> dict[str, Any]:
         """The space as loggable values."""
         out: dict[str, Any] = {"optimizers": ",".join(self.optimizers),
-                               "schedulers": ",".join(self.schedulers)}
+                               "schedulers": ",".join(self.schedulers),
+                               "lr_source": self.lr_source}
         for name in self.optimizers:
             low, high = self.lr_range(name)
             out[f"lr_range_{name}"] = f"{low:g}..{high:g}"
