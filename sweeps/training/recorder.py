@@ -163,10 +163,13 @@ class StepRecorder:
 
     Each step adds one row (loss, mean |grad|, mean |delta theta|, update ratio, and with
     ``tensors`` each tensor's mean |grad| and update ratio) to its epoch's sums on the
-    parameters' device. The step costs one copy of the flattened parameters (before the step)
-    that the update is then subtracted from in place, and fused L1 reductions of every
-    tensor's gradient, parameters and update (``torch._foreach_norm``, as
-    ``clip_grad_norm_`` uses): per-tensor sums come at no extra copy. ``end_epoch`` stores the
+    parameters' device. The step costs one copy of the parameters (before the step) into a
+    flat buffer of their size, which the update is then subtracted from in place, and three
+    L1 sums per tensor (gradient, parameters before, update): each an ``abs`` into that buffer
+    and a ``sum`` written straight into the step's numerators and denominators, so per-tensor
+    sums come at no extra copy. (On the CPU ``abs`` then ``sum`` is about five times faster
+    than ``vector_norm(x, 1)`` or ``_foreach_norm(xs, 1)``, and more accurate in float32.)
+    The step's row is then one ``addcdiv_`` into the epoch's sums. ``end_epoch`` stores the
     epoch's other metrics (validation), still on the device; ``drain`` divides by the steps
     and moves the whole chunk to the host in one transfer.
     """
@@ -179,26 +182,35 @@ class StepRecorder:
         if tensors and len(tensors) != len(params):
             raise ValueError(f"tensors must name each of the {len(params)} parameters "
                              f"but got {len(tensors)} names.")
-        self._flat = [p.view(-1) for p in self._params]
         self._numel = sum(p.numel() for p in self._params)
         self._tensors = tuple(tensors)
-        like = self._params[0]
-        self._before = torch.empty(self._numel, dtype=like.dtype, device=like.device)
+        like, count = self._params[0], len(self._params)
         sizes = [p.numel() for p in self._params]
-        # one view per tensor of the parameters before the step; after it, of minus the update
-        self._moved = [b.view_as(p) for b, p in zip(self._before.split(sizes), self._params)]
-        self._zeros = [torch.zeros_like(p) for p in self._params]  # an unused one's gradient
+        # the parameters before the step, then minus the update; before that, scratch for |x|
+        self._buffer = torch.empty(self._numel, dtype=like.dtype, device=like.device)
+        self._pieces = list(self._buffer.split(sizes))  # flat views, one per tensor
+        self._shaped = [b.view_as(p) for b, p in zip(self._pieces, self._params)]
+        # one step's row is numerator / denominator: loss / 1, sum|g| / numel,
+        # sum|dtheta| / numel, sum|dtheta| / sum|theta|, then each tensor's sum|g| / numel
+        # and sum|dtheta| / sum|theta|; the L1 sums are written into these views
+        self._num = torch.zeros(4 + 2 * count, dtype=like.dtype, device=like.device)
+        self._den = torch.ones_like(self._num)
+        self._den[1:3] = self._numel
+        self._den[4 : 4 + count] = torch.tensor(sizes, dtype=like.dtype)
+        self._grad_l1 = list(self._num[4 : 4 + count].unbind())
+        self._update_l1 = list(self._num[4 + count :].unbind())
+        self._size_l1 = list(self._den[4 + count :].unbind())
+        self._width = 4 + 2 * len(self._tensors)  # the row's columns recorded
         # sums in float64 (float32 where the device has no float64)
         wide = torch.float32 if like.device.type == "mps" else torch.float64
-        self._numels = torch.tensor(sizes, dtype=wide, device=like.device)
-        self._sums = torch.zeros((capacity, 4 + 2 * len(self._tensors)), dtype=wide,
-                                 device=like.device)
+        self._sums = torch.zeros((capacity, self._width), dtype=wide, device=like.device)
         self._rows = list(self._sums.unbind(0))
         self._extra: dict[str, torch.Tensor] = {}  # one column per further metric
         self._steps = np.zeros(capacity, dtype=np.int64)
         self._lr = np.empty(capacity)
         self._lrs: list[float] = []  # the learning rates of the epoch in progress
-        self._pending: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+        self._pending = False
+        self._first: torch.Tensor | None = None  # the run's first loss, before its first step
         self.capacity = capacity
         self.start = 0  # epoch of the first row
         self.size = 0  # epochs ended since the last drain
@@ -209,29 +221,40 @@ class StepRecorder:
 
     def before_step(self, loss: torch.Tensor, grads: list[torch.Tensor | None]) -> None:
         """Call after ``backward`` and before ``optimizer.step``."""
-        torch.cat(self._flat, out=self._before)
-        present = [z if g is None else g for g, z in zip(grads, self._zeros)]
-        norms = torch._foreach_norm([*present, *self._params], 1)  # L1 of grads, of params
-        self._pending = (loss.detach(), list(norms))
+        # tensor by tensor, so that each piece of the buffer is still in cache for the next op
+        for grad, param, shaped, piece, grad_l1, size_l1 in zip(
+                grads, self._params, self._shaped, self._pieces, self._grad_l1, self._size_l1):
+            if grad is None:  # an unused tensor: no gradient, |g| = 0
+                grad_l1.zero_()
+            else:
+                torch.abs(grad, out=shaped)
+                torch.sum(piece, 0, out=grad_l1)
+            torch.abs(param, out=shaped)
+            torch.sum(piece, 0, out=size_l1)
+            shaped.copy_(param)
+        self._num[0].copy_(loss.detach())
+        if self._first is None:
+            self._first = loss.detach().clone()
+        self._pending = True
 
     def after_step(self, lr: float) -> None:
         """Call after ``optimizer.step``, with the learning rate that step used."""
-        assert self._pending is not None, "before_step first"
-        loss, norms = self._pending
-        torch._foreach_sub_(self._moved, self._params)  # before - after: minus the update
-        norms += torch._foreach_norm(self._moved, 1)
-        wide = self._sums.dtype
-        grad, size, update = torch.stack(norms).to(wide).view(3, -1)  # L1 per tensor
-        grad_sum, update_sum = grad.sum(), update.sum()
-        parts = [loss.to(wide).view(1), torch.stack([grad_sum, update_sum]) / self._numel,
-                 (update_sum / size.sum()).view(1)]
-        if self._tensors:
-            parts += [grad / self._numels, update / size]
-        i = self.size
-        self._rows[i].add_(torch.cat(parts))
+        assert self._pending, "before_step first"
+        for param, shaped, piece, update_l1 in zip(self._params, self._shaped, self._pieces,
+                                                   self._update_l1):
+            torch.sub(shaped, param, out=shaped)  # before - after: minus the update
+            torch.sum(piece.abs_(), 0, out=update_l1)
+        count = len(self._params)
+        num, den = self._num, self._den
+        torch.sum(num[4 : 4 + count], 0, out=num[1])
+        torch.sum(num[4 + count :], 0, out=num[2])
+        torch.sum(den[4 + count :], 0, out=den[3])
+        num[3].copy_(num[2])
+        i, width = self.size, self._width
+        self._rows[i].addcdiv_(num[:width], den[:width])
         self._lrs.append(lr)
         self._steps[i] += 1
-        self._pending = None
+        self._pending = False
 
     def epoch_loss(self) -> torch.Tensor:
         """The mean loss of the epoch in progress so far (a 0-dim tensor on the device)."""
@@ -259,8 +282,10 @@ class StepRecorder:
         width = self._sums.shape[1]
         extra = {key: host[width + j].copy() for j, key in enumerate(self._extra)}
         extra.update(tensor_extra(self._tensors, host[4:width]))
+        initial = float(self._first) if self.start == 0 and self._first is not None else None
         stats = EpochStats(self.start, host[0].copy(), host[1].copy(), host[2].copy(),
-                           host[3].copy(), self._lr[:n].copy(), extra=extra)
+                           host[3].copy(), self._lr[:n].copy(), extra=extra,
+                           initial_loss=initial)
         self._sums.zero_()
         self._steps[:] = 0
         self._lrs = []

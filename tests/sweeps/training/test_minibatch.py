@@ -279,3 +279,20 @@ def test_dropout_on_cuda_draws_from_the_trials_generator() -> None:
     for name in first.history.names:
         np.testing.assert_allclose(again.history.metric(name), first.history.metric(name),
                                    rtol=1e-12, err_msg=name)
+
+
+def test_the_run_starts_from_its_first_batchs_loss() -> None:
+    """Epoch losses are means over steps; the verdict compares with the loss before the
+    first step (the first batch's, at the initial parameters)."""
+    objective = tiny(dropout=0.0)
+    state = objective.start_trial(torch.device("cpu"))
+    params = objective.init_params(torch.device("cpu"))
+    first = objective.batch_loss(params, state, objective.batches(0, torch.device("cpu"))[0])
+    result = train(objective, Hyperparams("sgd", 0.1), 3)
+    assert result.history.initial_loss == pytest.approx(first.item(), rel=1e-12)
+    blown = train(objective, Hyperparams("sgd", 100.0), 3)  # 0.97 -> 6e5 within epoch 0
+    assert blown.verdict is not None and blown.verdict.name == "unstable"
+    last = blown.history.loss[-1]
+    assert blown.verdict.reason.startswith(  # judged from the first batch, not epoch 0's mean
+        f"the loss rose {(last - first.item()) / first.item():.1%} over the run "
+        f"({first.item():.3g} -> {last:.3g})")
