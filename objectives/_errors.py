@@ -13,3 +13,7 @@ class ObjectiveError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{field}: {value!r} is not valid; {allowed}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, object, str]]:
+        """Pickled with its three fields (it crosses to and from child processes)."""
+        return type(self), (self.field, self.value, self.allowed)

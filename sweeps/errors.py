@@ -15,6 +15,10 @@ class UsageError(Exception):
         self.allowed = allowed
         super().__init__(f"{field}: {value!r} is not valid; {allowed}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, object, str]]:
+        """Pickled with its three fields (it crosses to and from child processes)."""
+        return type(self), (self.field, self.value, self.allowed)
+
 
 def one_line(text: str) -> str:
     """``text`` on one line: line breaks become ' | ' (a bad input is one stderr line)."""
