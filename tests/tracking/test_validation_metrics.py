@@ -12,11 +12,9 @@ from mlflow import MlflowClient
 
 from sweeps.cli import run
 from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import Observer, train
+from sweeps.training.loop import train
 from sweeps.training.stats import EPOCH_METRICS, EpochStats
-from tracking.metric_process import MetricProcess
-from tracking.metrics import MetricWriter
-from tracking.sql_metrics import connect
+from tests.tracking.writing import PATHS, Chunks, writer
 
 try:
     from minibatch_objectives import tiny
@@ -24,15 +22,6 @@ except ImportError:  # pragma: no cover
     from tests.minibatch_objectives import tiny
 
 EXTRA = ("val_loss", "val_accuracy")
-
-
-class Chunks(Observer):
-    def __init__(self) -> None:
-        self.chunks: list[EpochStats] = []
-
-    def on_chunk(self, stats: EpochStats) -> bool:
-        self.chunks.append(stats)
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +32,17 @@ def chunks() -> list[EpochStats]:
     return observer.chunks
 
 
-def _writer(path: str, client: MlflowClient, uri: str) -> MetricWriter:
-    if path == "log_batch":
-        return MetricWriter(client, None)
-    sink = connect(uri)
-    assert sink is not None, "the direct path must be recognised on a fresh store"
-    if path == "direct":
-        return MetricWriter(client, sink)
-    sink.close()
-    return MetricWriter(client, None, process=MetricProcess(uri))
-
-
-@pytest.mark.parametrize("path", ["direct", "process", "log_batch"])
+@pytest.mark.parametrize("path", PATHS)
 def test_validation_metrics_are_logged_at_step_epoch(
         tmp_path: Path, chunks: list[EpochStats], path: str) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     run_id = client.create_run(client.create_experiment("val")).info.run_id
-    writer = _writer(path, client, uri)
+    sending = writer(path, client, uri)
     for chunk in chunks:
-        writer.put(run_id, chunk)
-    writer.close()
-    assert writer.errors == []
+        sending.put(run_id, chunk)
+    sending.close()
+    assert sending.errors == []
     whole = EpochStats.concat(chunks)
     assert whole.names == (*EPOCH_METRICS, *EXTRA)
     for name in whole.names:
