@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ METRICS_COLUMNS = {"key", "value", "timestamp", "run_uuid", "step", "is_nan"}
 LATEST_COLUMNS = {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}
 # run id, per-epoch statistics, write every n-th epoch, metric names, timestamp (ms)
 Chunk = tuple[str, "EpochStats", int, Sequence[str], int]
+_LOCKED_RETRIES = 5  # transactions retried when SQLite answers "database is locked"
+_LOCKED_PAUSE_S = 0.2  # times the attempt number, between them
 _BIG = 1.7976931348623157e308  # MLflow stores +-inf as +-max double, NaN as 0 with is_nan
 
 
@@ -139,6 +142,21 @@ class SqlMetricSink:
             rows += len(steps) * len(names)
         if not rows:
             return 0
+        for attempt in range(_LOCKED_RETRIES + 1):
+            try:
+                self._insert_rows(arrays, latest)
+                return rows
+            except Exception as exc:
+                if attempt == _LOCKED_RETRIES or "database is locked" not in str(exc):
+                    raise
+                # SQLite can answer BUSY at once, without waiting out its timeout (a write
+                # on a snapshot another writer moved on): the transaction was rolled back,
+                # and the rows are written again (inserts of existing rows do nothing)
+                time.sleep(_LOCKED_PAUSE_S * (attempt + 1))
+        return rows
+
+    def _insert_rows(self, arrays: list[tuple[Any, ...]], latest: list[tuple[Any, ...]]) -> None:
+        """One transaction: the metric rows, then the latest values."""
         # The DBAPI cursor directly: SQLAlchemy's execution layer would add a cost per row.
         if self._connection is None:
             self._connection = self._engine.raw_connection()
@@ -152,7 +170,6 @@ class SqlMetricSink:
             raise
         finally:
             cursor.close()
-        return rows
 
     def holds_experiment(self, experiment_id: str, name: str, creation_time: int | None) -> bool:
         """True if this database holds experiment ``experiment_id`` with this name and

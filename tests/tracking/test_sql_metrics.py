@@ -102,3 +102,35 @@ def test_unknown_schema_revision_falls_back(tmp_path: Path) -> None:
 
 def test_http_tracking_uses_log_batch() -> None:
     assert connect("http://127.0.0.1:5000") is None
+
+
+def test_a_locked_database_is_retried_and_every_row_arrives(tmp_path: Path) -> None:
+    """SQLite may answer "database is locked" without waiting its timeout out; the sink
+    writes the transaction again. Here another connection holds the write lock for longer
+    than the sink's (shortened) timeout, then lets go."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from tracking.sql_metrics import SqlMetricSink
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run_id = client.create_run(client.create_experiment("locked")).info.run_id
+    assert connect(uri) is not None  # a schema the sink writes
+    sink = SqlMetricSink(sa.create_engine(uri, connect_args={"timeout": 0.05},
+                                          poolclass=sa.NullPool))
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock
+    release = threading.Timer(0.3, holder.execute, args=("COMMIT",))
+    release.start()
+    try:
+        rows = sink.write(run_id, _stats(0, 4), 1, EPOCH_METRICS, 0)  # locked at first
+    finally:
+        release.join()
+        holder.close()
+        sink.close()
+    assert rows == 4 * len(EPOCH_METRICS)
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
