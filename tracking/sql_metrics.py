@@ -70,6 +70,15 @@ def connect(tracking_uri: str) -> SqlMetricSink | None:
     return SqlMetricSink(engine)
 
 
+def _busy(exc: Exception) -> bool:
+    """True for SQLite's "database is locked" (SQLITE_BUSY, any extended form)."""
+    import sqlite3
+
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None \
+        and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _as_json(values: np.ndarray) -> tuple[str, float, bool]:
     """``values`` as a JSON array (NaN as null, +-inf as +-max double, like MLflow), and the
     last value and its NaN flag (for ``latest_metrics``). ``repr`` of a float reads back as
@@ -147,7 +156,7 @@ class SqlMetricSink:
                 self._insert_rows(arrays, latest)
                 return rows
             except Exception as exc:
-                if attempt == _LOCKED_RETRIES or "database is locked" not in str(exc):
+                if attempt == _LOCKED_RETRIES or not _busy(exc):
                     raise
                 # SQLite can answer BUSY at once, without waiting out its timeout (a write
                 # on a snapshot another writer moved on): the transaction was rolled back,
