@@ -102,6 +102,7 @@ class DatasetObjective:
         self._arguments = dict(arguments or {})
         self.lr_ranges = _intervals(lr_ranges)
         self._on_device: dict[tuple[str, torch.device], _Pair] = {}
+        self._rows_vmap = True  # validate_rows still tries one vmap over the rows
 
     @property
     def rows(self) -> int:
@@ -153,15 +154,57 @@ class DatasetObjective:
         all outputs at once."""
         if self._validation is None:
             return {}
-        inputs, targets = self._data("validation", device_of(params))
         with torch.no_grad():
-            outputs = torch.cat([self._forward(params, state, chunk, training=False)
-                                 for chunk in inputs.split(self.batch_size)])
-            scores = {"val_loss": self._loss_fn(outputs, targets)}
-            for key, fn in self._metrics.items():
-                scores[f"val_{key}"] = torch.as_tensor(fn(outputs, targets),
-                                                       device=outputs.device)
+            return self._scores(params, state.buffers)
+
+    def _scores(self, params: dict[str, torch.Tensor],
+                buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The validation scores of one set of parameters and buffers (eval mode: no
+        randomness, no buffer updates)."""
+        inputs, targets = self._data("validation", device_of(params))
+        self._set_mode(False)
+        outputs = torch.cat([functional_call(self._module, {**buffers, **params}, (chunk,))
+                             for chunk in inputs.split(self.batch_size)])
+        scores = {"val_loss": self._loss_fn(outputs, targets)}
+        for key, fn in self._metrics.items():
+            scores[f"val_{key}"] = torch.as_tensor(fn(outputs, targets), device=outputs.device)
         return scores
+
+    def batch_losses(self, params: dict[str, torch.Tensor], state: TrialState,
+                     batch: torch.Tensor) -> torch.Tensor:
+        """``batch_loss`` of every row of ``params`` and ``state.buffers`` (stacked along a
+        new first dimension, one row per trial) on the same ``batch``: one ``vmap``. Every
+        trial's dropout stream starts from the same seed and draws the same masks, so the
+        rows share one draw from ``state.generator`` (``randomness="same"``) and each row
+        equals its own sequential run."""
+        inputs, targets = self._data("train", device_of(params))
+        inputs, targets = inputs.index_select(0, batch), targets.index_select(0, batch)
+        self._set_mode(True)
+
+        def row(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self._loss_fn(functional_call(self._module, {**b, **p}, (inputs,)), targets)
+
+        with _drawing_from(state.generator):
+            return torch.func.vmap(row, randomness="same")(params, state.buffers)
+
+    def validate_rows(self, params: dict[str, torch.Tensor],
+                      state: TrialState) -> dict[str, torch.Tensor]:
+        """``validate`` of every row of stacked ``params`` and ``state.buffers``: each value a
+        tensor of one score per row. One ``vmap`` over the rows where the loss and metric
+        functions allow it, else (remembered) one ``validate`` per row."""
+        if self._validation is None:
+            return {}
+        if self._rows_vmap:
+            try:
+                with torch.no_grad():
+                    return torch.func.vmap(self._scores)(params, state.buffers)
+            except RuntimeError:
+                self._rows_vmap = False  # e.g. a metric calling .item(): row by row from now
+        count = len(next(iter(params.values())))
+        rows = [self.validate({k: v[i] for k, v in params.items()},
+                              TrialState({k: v[i] for k, v in state.buffers.items()},
+                                         state.generator)) for i in range(count)]
+        return {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
 
     def loss(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training loss of the whole training set as one batch, in training mode, with
@@ -178,10 +221,13 @@ class DatasetObjective:
 
     def _forward(self, params: dict[str, torch.Tensor], state: TrialState,
                  inputs: torch.Tensor, *, training: bool) -> torch.Tensor:
-        if self._module.training != training:
-            self._module.train(training)
+        self._set_mode(training)
         with _drawing_from(state.generator):
             return functional_call(self._module, {**state.buffers, **params}, (inputs,))
+
+    def _set_mode(self, training: bool) -> None:
+        if self._module.training != training:
+            self._module.train(training)
 
     def _data(self, split: str, device: torch.device) -> _Pair:
         key = (split, device)

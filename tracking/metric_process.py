@@ -44,7 +44,8 @@ class MetricProcess:
     def put(self, run_id: str, stats: EpochStats, every: int, names: tuple[str, ...],
             timestamp: int) -> None:
         arrays = {name: stats.metric(name) for name in names}
-        self._requests.put(("write", run_id, stats.start, arrays, every, timestamp))
+        self._requests.put(("write", run_id, stats.start, arrays, every, timestamp,
+                            stats.trace))  # the trace: log_steps, else None
 
     def flush(self) -> list[str]:
         """Wait until everything put so far is written; returns the errors seen."""
@@ -95,12 +96,12 @@ def _write_until_told(tracking_uri: str, requests: Any, replies: Any, parent: in
     from .sql_metrics import Chunk, SqlMetricSink
 
     def chunk(item: tuple[Any, ...]) -> Chunk:
-        _, run_id, start, arrays, every, timestamp = item
+        _, run_id, start, arrays, every, timestamp, trace = item
         n = len(next(iter(arrays.values())))
         columns = [arrays.get(m, np.full(n, np.nan)) for m in EPOCH_METRICS]
         extra = {k: v for k, v in arrays.items() if k not in EPOCH_METRICS}  # e.g. val_loss
-        return (run_id, EpochStats(start, *columns, extra=extra), every, tuple(arrays),
-                timestamp)
+        return (run_id, EpochStats(start, *columns, extra=extra, trace=trace), every,
+                tuple(arrays), timestamp)
 
     connect_args = {"timeout": 60} if tracking_uri.startswith("sqlite:") else {}
     engine = sa.create_engine(tracking_uri, connect_args=connect_args, poolclass=sa.NullPool)

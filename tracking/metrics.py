@@ -40,8 +40,12 @@ def _nothing() -> None:
 
 def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Metric]:
     """One ``Metric`` per (name, epoch) for the epochs that are multiples of ``every``; a
-    name is one of ``stats.names`` (``EPOCH_METRICS`` and the extra ones, e.g. val_loss)."""
+    name is one of ``stats.names`` (``EPOCH_METRICS`` and the extra ones, e.g. val_loss).
+    Where ``stats`` has a step trace (``log_steps``), also one per ``STEP_METRICS`` name and
+    step of those epochs, at step = the step's global index."""
     from mlflow.entities import Metric
+
+    from sweeps.training.stats import STEP_METRICS
 
     timestamp = int(time.time() * 1000)
     epochs = stats.epochs
@@ -51,6 +55,13 @@ def to_metrics(stats: EpochStats, every: int, names: tuple[str, ...]) -> list[Me
     for name in names:
         values = stats.metric(name)[keep].tolist()
         out.extend(Metric(name, v, timestamp, s) for v, s in zip(values, steps))
+    trace = stats.trace
+    if trace is not None and len(trace):
+        mask = trace.of_epochs(keep)
+        indices = trace.indices[mask].tolist()
+        for name in STEP_METRICS:
+            values = trace.metric(name)[mask].tolist()
+            out.extend(Metric(name, v, timestamp, s) for v, s in zip(values, indices))
     return out
 
 

@@ -8,7 +8,9 @@ Alembic revision must equal the installed MLflow's head revision, both tables mu
 exactly the expected columns, and SQLite must have its JSON functions (each chunk's values
 travel as one JSON array per metric). Anything else (another revision, an HTTP tracking
 server, an error) means ``connect`` returns None and callers use ``log_batch``. Tests read
-every value back through ``MlflowClient``.
+every value back through ``MlflowClient``. A chunk with a step trace (``log_steps``) adds
+``step_loss`` and ``step_lr`` at step = the global step index: one JSON array per run of
+consecutive steps (the whole chunk, or each logged epoch with ``--log-every`` N > 1).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from sweeps.training.stats import EpochStats
+    from sweeps.training.stats import EpochStats, StepTrace
 
 __all__ = ["Chunk", "SqlMetricSink", "connect"]
 
@@ -91,6 +93,29 @@ def _as_json(values: np.ndarray) -> tuple[str, float, bool]:
     return json.dumps(clean), 0.0 if last is None else last, last is None
 
 
+def _step_rows(run_id: str, trace: StepTrace, keep: np.ndarray, timestamp: int,
+               arrays: list[tuple[Any, ...]], latest: list[tuple[Any, ...]]) -> int:
+    """Add the rows of ``trace``'s steps in the epochs ``keep`` marks (``STEP_METRICS``, step
+    = global step index) to ``arrays`` and ``latest``; returns their number. Each run of
+    consecutive steps is one statement: the whole chunk, or each logged epoch with
+    ``every`` > 1."""
+    from sweeps.training.stats import STEP_METRICS
+
+    mask = trace.of_epochs(keep)
+    indices = trace.indices[mask]
+    if not indices.size:
+        return 0
+    breaks = (np.flatnonzero(np.diff(indices) != 1) + 1).tolist()
+    bounds = list(zip([0, *breaks], [*breaks, int(indices.size)]))
+    for name in STEP_METRICS:
+        values = trace.metric(name)[mask]
+        for a, b in bounds:
+            text, last_value, last_nan = _as_json(values[a:b])
+            arrays.append((name, timestamp, run_id, int(indices[a]), 1, text))
+        latest.append((name, last_value, timestamp, run_id, int(indices[-1]), last_nan))
+    return int(indices.size) * len(STEP_METRICS)
+
+
 # One statement per metric and chunk: the database expands the JSON array into rows, which
 # costs less than binding one tuple per row.
 _INSERT = {
@@ -149,6 +174,8 @@ class SqlMetricSink:
                 arrays.append((name, timestamp, run_id, first, every, values))
                 latest.append((name, last_value, timestamp, run_id, last, last_nan))
             rows += len(steps) * len(names)
+            if stats.trace is not None:
+                rows += _step_rows(run_id, stats.trace, keep, timestamp, arrays, latest)
         if not rows:
             return 0
         for attempt in range(_LOCKED_RETRIES + 1):

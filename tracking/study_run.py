@@ -8,6 +8,7 @@ end of each trial are queued to a background writer so training never waits for 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -185,6 +186,12 @@ class TrialRun(Observer):
         self.run_id = run_id
         self.late_tags = late_tags  # read when the run closes
         self.evaluate = evaluate
+        self._closed = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        """True once the outcome is logged and the run ended (or closing it failed)."""
+        return self._closed.is_set()
 
     def on_chunk(self, stats: EpochStats) -> bool:
         self.tracker.writer.put(self.run_id, stats)
@@ -201,6 +208,12 @@ class TrialRun(Observer):
 
     def close(self, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         """Log the outcome and set the run's true terminal state."""
+        try:
+            self._close(status, tags, metrics)
+        finally:
+            self._closed.set()
+
+    def _close(self, status: str, tags: dict[str, str], metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
 
         client = self.tracker.client

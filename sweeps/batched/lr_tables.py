@@ -38,8 +38,11 @@ def lr_table(scheduler: str, lr: float, epochs: int, options: Mapping[str, float
     return _tables(scheduler, [lr], epochs, options)[0]
 
 
-def lr_tables(hps: Sequence[Hyperparams], epochs: int) -> list[list[float]]:
-    """Each configuration's learning rate at each of ``epochs`` epochs, in order."""
+def lr_tables(hps: Sequence[Hyperparams], epochs: int,
+              steps_per_epoch: int = 1) -> list[list[float]]:
+    """Each configuration's learning rate at each of the ``epochs * steps_per_epoch`` steps
+    of a run, in order: a schedule that steps per epoch keeps an epoch's lr for all of its
+    steps; one that spans the run's steps (``onecycle``) moves at every step."""
     groups: dict[tuple[str, tuple[tuple[str, float], ...]], list[int]] = {}
     for i, hp in enumerate(hps):
         resolved = SCHEDULERS[hp.scheduler].settings(hp.options, epochs)
@@ -47,27 +50,34 @@ def lr_tables(hps: Sequence[Hyperparams], epochs: int) -> list[list[float]]:
     tables: list[list[float]] = [[] for _ in hps]
     for (scheduler, settings), rows in groups.items():
         lrs = [hps[i].lr for i in rows]
-        for i, table in zip(rows, _tables(scheduler, lrs, epochs, dict(settings))):
+        for i, table in zip(rows, _tables(scheduler, lrs, epochs, dict(settings),
+                                          steps_per_epoch)):
             tables[i] = table
     return tables
 
 
-def _tables(scheduler: str, lrs: list[float], epochs: int,
-            options: Mapping[str, float]) -> list[list[float]]:
-    """The lr at each epoch of one schedule started from each of ``lrs``."""
+def _tables(scheduler: str, lrs: list[float], epochs: int, options: Mapping[str, float],
+            steps_per_epoch: int = 1) -> list[list[float]]:
+    """The lr at each step of one schedule started from each of ``lrs``."""
     if scheduler not in TABULATED:
         raise ValueError(f"{scheduler} steps on the loss: its lr has no table")
+    per_step = SCHEDULERS[scheduler].per_step
     optimizer = _stand_in(lrs)
-    schedule = build_scheduler(scheduler, optimizer, epochs, options)
+    schedule = build_scheduler(scheduler, optimizer, epochs, options,
+                               steps_per_epoch=steps_per_epoch)
+    length = epochs * steps_per_epoch if per_step else epochs
+    repeat = 1 if per_step else steps_per_epoch
     if schedule is None:
-        return [[lr] * epochs for lr in _lrs(optimizer)]
+        return [[lr] * (length * repeat) for lr in _lrs(optimizer)]
     optimizer.step()  # no gradients, nothing moves; torch's schedulers expect a step first
     groups = optimizer.param_groups
-    tables = [[group["lr"]] for group in groups] if epochs > 0 else [[] for _ in groups]
-    for _ in range(epochs - 1):
+    tables = [[group["lr"]] for group in groups] if length > 0 else [[] for _ in groups]
+    for _ in range(length - 1):
         schedule.step()
         for table, group in zip(tables, groups):
             table.append(group["lr"])
+    if repeat > 1:
+        tables = [[lr for lr in table for _ in range(repeat)] for table in tables]
     return tables
 
 

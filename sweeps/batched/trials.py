@@ -7,36 +7,33 @@ summed losses gives each row the gradient of its own loss. Each optimizer's upda
 over its rows with per-row hyperparameters (``sweeps.batched.rules``), and each row's learning
 rate comes from torch's own scheduler for that trial (``sweeps.batched.lr_tables``), so every
 trial follows its sequential trajectory while the per-epoch Python overhead is paid once per
-batch.
+batch. Trials of a mini-batch objective batch the same way over each mini-batch
+(``sweeps.batched.minibatch``) where the objective can stack them (``batch_losses``).
 
 Statistics are recorded for the whole batch and handed to each trial's observers per chunk,
-so pruning and tracking work per trial. Which trials batch is decided before the first epoch:
+so pruning and tracking work per trial, and a trial that ends (pruned, failed) is handed to
+``on_result`` when it does. Which trials batch is decided before the first epoch:
 configurations no rule repeats (RMSprop without momentum) run sequentially, and so does the
-whole batch, with one warning, if ``vmap`` cannot trace the objective's loss. Trials of a
-mini-batch objective (``objectives.MiniBatchObjective``) are not batched yet: they run
-sequentially, and the log says so once.
+whole batch, with one warning, if ``vmap`` cannot trace the objective's loss.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeps.batched.lr_tables import TABULATED, LossSchedule, lr_tables
 from sweeps.batched.rules import RULES
+from sweeps.batched.stack import OnResult, TrialStack
 from sweeps.optim.optimizers import group_options
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import (
     ObjectiveStartError,
     Observer,
-    Status,
     TrainResult,
     default_chunk,
-    finish,
     train,
 )
 from sweeps.training.stats import EpochStats
@@ -45,6 +42,7 @@ if TYPE_CHECKING:
     import torch
 
     from objectives import Objective
+    from sweeps.batched.minibatch import MiniBatchBatch
 
 __all__ = ["batchable", "train_batch"]
 
@@ -70,36 +68,73 @@ def train_batch(
     observers: list[tuple[Observer, ...]] | None = None,
     chunk: int | None = None,
     per_tensor: bool = True,
+    log_steps: bool = False,
+    on_result: OnResult | None = None,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
-    a mini-batch objective. ``per_tensor`` as in ``sweeps.training.loop.train``."""
+    a mini-batch objective that cannot stack its trials (no ``batch_losses``).
+    ``per_tensor`` and ``log_steps`` as in ``sweeps.training.loop.train``; ``on_result(i,
+    result)`` is called as each configuration ends, before the others have."""
     from objectives import is_minibatch
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
-    if len(members) >= 2 and is_minibatch(objective):
-        _explain(objective.name, "mini-batch objectives are not batched yet")
-        members = []
     batch = None
     if len(members) >= 2:
-        batch = _Batch(objective, [hps[b] for b in members], epochs, device,
-                       [observers[b] for b in members], chunk, per_tensor)
-        reason = batch.unbatchable()
-        if reason is not None:
-            _explain(objective.name, reason)
-            batch = None
+        batch = batched_stack(objective, [hps[b] for b in members], epochs, device,
+                              per_tensor, [observers[b] for b in members], chunk,
+                              _told(on_result, members), log_steps)
     batched = members if batch is not None else []
     results: list[TrainResult | None] = [None] * len(hps)
     for b, hp in enumerate(hps):
         if b not in batched:
             results[b] = train(objective, hp, epochs, device=device, observers=observers[b],
-                               chunk=chunk, per_tensor=per_tensor)
+                               chunk=chunk, per_tensor=per_tensor, log_steps=log_steps)
+            if on_result is not None:
+                on_result(b, results[b])
     if batch is not None:
         for b, result in zip(batched, batch.run()):
             results[b] = result
     return [r for r in results if r is not None]
+
+
+def batched_stack(objective: Objective, hps: list[Hyperparams], epochs: int,
+                  device: str | torch.device, per_tensor: bool = True,
+                  observers: list[tuple[Observer, ...]] | None = None,
+                  chunk: int | None = None, on_result: OnResult | None = None,
+                  log_steps: bool = False) -> _FullBatch | MiniBatchBatch | None:
+    """The batch that trains ``hps`` (all ``batchable``, in ``RULES`` order) as one program,
+    or None (and one warning a process saying why) where the objective cannot stack them."""
+    from objectives import is_minibatch
+
+    observers = observers if observers is not None else [() for _ in hps]
+    batch: _FullBatch | MiniBatchBatch
+    if is_minibatch(objective):
+        from sweeps.batched.minibatch import MiniBatchBatch, stackable
+
+        reason = stackable(objective, log_steps)
+        if reason is not None:
+            _explain(objective.name, reason)
+            return None
+        batch = MiniBatchBatch(objective, hps, epochs, device, observers, chunk, per_tensor,
+                               on_result)
+    else:
+        batch = _FullBatch(objective, hps, epochs, device, observers, chunk, per_tensor,
+                           on_result)
+    reason = batch.unbatchable()
+    if reason is not None:
+        _explain(objective.name, reason)
+        return None
+    return batch
+
+
+def _told(on_result: OnResult | None, members: list[int]) -> OnResult | None:
+    """``on_result`` for a batch whose row ``i`` is configuration ``members[i]``."""
+    if on_result is None:
+        return None
+    return lambda i, result: on_result(members[i], result)
 
 
 def _explain(name: str, reason: str) -> None:
@@ -110,44 +145,18 @@ def _explain(name: str, reason: str) -> None:
         log.warning("trials of %s run one at a time: %s", name, reason)
 
 
-class _Batch:
-    """One batch of trials sharing stacked parameter tensors (one row per trial)."""
+class _FullBatch(TrialStack):
+    """One batch of trials of a full-batch objective: one step an epoch."""
 
     def __init__(self, objective: Objective, hps: list[Hyperparams], epochs: int,
                  device: str | torch.device, observers: list[tuple[Observer, ...]],
-                 chunk: int | None, per_tensor: bool = True) -> None:
+                 chunk: int | None, per_tensor: bool = True,
+                 on_result: OnResult | None = None) -> None:
         import torch
 
         from sweeps.training.recorder import chunk_capacity, tracked_tensors
 
-        self.objective, self.hps, self.epochs, self.observers = objective, hps, epochs, observers
-        self.device = torch.device(device)
-        try:
-            initial = objective.init_params(self.device)
-        except Exception as exc:
-            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
-        self.names = list(initial)
-        size = len(hps)
-        self.params = [initial[n].detach().unsqueeze(0).repeat(size, *([1] * initial[n].dim()))
-                       .requires_grad_(True) for n in self.names]
-        like = self.params[0]
-        self.rules = []
-        start = 0
-        for name in RULES:
-            rows = [i for i, hp in enumerate(hps) if hp.optimizer == name]
-            if rows:
-                stop = start + len(rows)
-                settings = [group_options(name, hps[i].lr, hps[i].options) for i in rows]
-                self.rules.append(RULES[name](slice(start, stop), settings, like))
-                start = stop
-        self.on_loss = {i: LossSchedule(hp.scheduler, hp.lr, epochs, hp.options)
-                        for i, hp in enumerate(hps) if hp.scheduler not in TABULATED}
-        tabulated = iter(lr_tables([hp for i, hp in enumerate(hps) if i not in self.on_loss],
-                                   epochs))
-        tables = [[self.on_loss[i].lr] * epochs if i in self.on_loss else next(tabulated)
-                  for i in range(size)]
-        self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
-        self.lr_host = np.asarray(tables).T
+        super().__init__(objective, hps, epochs, device, observers, on_result=on_result)
         native = getattr(objective, "batched_loss", None)  # optional: rows of stacked params
         self.native = callable(native)
         self.loss_fn = native if callable(native) else torch.func.vmap(
@@ -155,10 +164,6 @@ class _Batch:
         capacity = chunk_capacity(self.params, chunk or default_chunk(epochs))
         self.recorder = _StackedRecorder(self.params, capacity,
                                          tracked_tensors(self.names, per_tensor))
-        self.parts: list[list[EpochStats]] = [[] for _ in hps]
-        self.results: list[TrainResult | None] = [None] * size
-        self.active = list(range(size))
-        self.live_rules = list(self.rules)  # rules with a row still training
 
     def unbatchable(self) -> str | None:
         """Why the objective's loss cannot be batched, or None: one forward pass before the
@@ -181,34 +186,40 @@ class _Batch:
     def first_loss(self) -> None:
         """The plain loss of the first row; ``ObjectiveStartError`` if it fails."""
         try:
-            self.objective.loss({n: p[0].detach() for n, p in zip(self.names, self.params)})
+            self.objective.loss(self.row(0))
         except Exception as exc:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
 
     def losses(self) -> torch.Tensor:
         return self.loss_fn(dict(zip(self.names, self.params)))
 
-    def run(self) -> list[TrainResult]:
+    def step(self, epoch: int) -> torch.Tensor:
+        """One epoch's step of every row; returns the rows' losses."""
         import torch
 
+        for p in self.params:
+            p.grad = None
+        losses = self.losses()
+        losses.sum().backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.recorder.record(grads, losses, self.lr_host[epoch])
+        self.update(grads, epoch)
+        return losses
+
+    def probe_step(self, i: int) -> None:
+        """A step for ``sweeps.batched.sizing`` to time (the batch is thrown away after)."""
+        self.recorder.size = 0
+        self.step(0)
+
+    def run(self) -> list[TrainResult]:
         epoch = 0
         try:
             for epoch in range(self.epochs):
-                for p in self.params:
-                    p.grad = None
-                losses = self.losses()
-                losses.sum().backward()
-                grads = [p.grad if p.grad is not None else torch.zeros_like(p)
-                         for p in self.params]
-                self.recorder.record(grads, losses, self.lr_host[epoch])
-                lr = self.lr[epoch]
-                with torch.no_grad():
-                    for rule in self.live_rules:
-                        rule.step(self.params, grads, lr[rule.rows])
+                losses = self.step(epoch)
                 if self.on_loss:
                     self.step_on_loss(epoch, losses.detach().tolist())
                 if self.recorder.full or epoch == self.epochs - 1:
-                    self.flush()
+                    self.deliver(self.recorder.drain())
                     if not self.active:
                         break
         except Exception as exc:
@@ -216,54 +227,18 @@ class _Batch:
                 self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
         except BaseException:  # interrupted: hand the epochs already run to the observers
             if self.recorder.size:
-                self.flush()
+                self.deliver(self.recorder.drain())
             raise
         for i in list(self.active):
             self.end(i, "complete", None, None)
-        return [r for r in self.results if r is not None]
+        return self.finished()
 
-    def step_on_loss(self, epoch: int, losses: list[float]) -> None:
-        """Step each schedule that steps on its row's loss; a new lr sets every later epoch's."""
-        for i, schedule in self.on_loss.items():
-            new_lr = schedule.step(losses[i])
-            if new_lr is not None and epoch + 1 < self.epochs:
-                self.lr[epoch + 1 :, i] = new_lr
-                self.lr_host[epoch + 1 :, i] = new_lr
-
-    def flush(self) -> None:
-        for i, stats in enumerate(self.recorder.drain()):
-            if i not in self.active:
-                continue
-            bad = stats.first_nonfinite()
-            if bad is not None:
-                stats = stats.head(bad[0] - stats.start)
-            self.parts[i].append(stats)
-            stop = False
-            for observer in self.observers[i]:
-                stop = observer.on_chunk(stats) or stop
-            if bad is not None:
-                self.end(i, "failed", f"non-finite {bad[1]}", bad[0])
-            elif stop:
-                self.end(i, "pruned", None, None)
-
-    def end(self, i: int, status: Status, failure: str | None,
-            failure_epoch: int | None) -> None:
+    def final(self, i: int, params: dict[str, torch.Tensor]
+              ) -> tuple[float, dict[str, torch.Tensor] | None]:
         import torch
 
-        params = {n: p[i].detach().clone() for n, p in zip(self.names, self.params)}
-        final = math.nan
-        if status != "failed":
-            with torch.no_grad():  # unbatched, exactly as the sequential loop computes it
-                final = float(self.objective.loss(params))
-            if not math.isfinite(final):
-                status, failure, failure_epoch = "failed", "non-finite final loss", self.epochs
-        kept = params if status != "failed" else None
-        self.results[i] = finish(self.observers[i], self.parts[i], status, final, failure,
-                                 failure_epoch, kept)
-        self.active.remove(i)
-        live = set(self.active)  # a rule whose rows all ended stops updating them
-        self.live_rules = [r for r in self.rules
-                           if live.intersection(range(r.rows.start, r.rows.stop))]
+        with torch.no_grad():  # unbatched, exactly as the sequential loop computes it
+            return float(self.objective.loss(params)), None
 
 
 class _StackedRecorder:

@@ -43,6 +43,9 @@ class ParentRun:
             tracker.resume_parent(run_id)
         self.run_id: str = run_id
 
+    def tag(self, key: str, value: str) -> None:
+        self.tracker.client.set_tag(self.run_id, key, value)
+
     def log_range_tests(self, tests: dict[str, RangeTestResult]) -> None:
         """Each range test's curve (PNG) and numbers (CSV), under ``lr_range/``."""
         from sweeps.diagnostics.range_test import plot_range_test

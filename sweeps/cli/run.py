@@ -65,6 +65,10 @@ def build_parser() -> Parser:
     p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction,
                    help="log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch for "
                         "objectives of 2 to 64 parameter tensors (default: on)")
+    p.add_argument("--log-steps", action=argparse.BooleanOptionalAction,
+                   help="for mini-batch objectives, also log every step's loss and learning "
+                        "rate (step_loss, step_lr; MLflow step = the step's index from 0 "
+                        "across the run) (default: off)")
     p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "

@@ -3,6 +3,7 @@ with the study's parent run, and the plots. The one place where the study and tr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from tracking.study_run import StudyTracker
 
 __all__ = ["SweepSession", "open_session", "run_helper"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +60,7 @@ def open_session(config: SweepConfig) -> SweepSession:
 
     from objectives import build
     from sweeps.checks import resolve_device
+    from sweeps.batched.sizing import choose_batch
     from sweeps.cli.parent_run import ParentRun
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.storage.backends import absolute_uri, open_storage
@@ -89,7 +93,13 @@ def open_session(config: SweepConfig) -> SweepSession:
                                         **metric.settings()}, config.seed)
     if tests:
         parent.log_range_tests(tests)
-    sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker)
+    choice = choose_batch(objective, config.batch, epochs, device, config.per_tensor,
+                          config.log_steps)
+    log.info("%s", choice.describe())
+    parent.tag("trial_batch", str(choice.size))
+    parent.tag("trial_batch_reason", choice.describe())
+    sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker,
+                  trial_batch=choice.size)
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None
     if config.plots:

@@ -57,6 +57,10 @@ def build_parser() -> Parser:
     p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction, default=True,
                    help="log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch for "
                         "objectives of 2 to 64 parameter tensors (default: on)")
+    p.add_argument("--log-steps", action=argparse.BooleanOptionalAction, default=False,
+                   help="for mini-batch objectives, also log every step's loss and learning "
+                        "rate (step_loss, step_lr; MLflow step = the step's index from 0 "
+                        "across the run) (default: off)")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     return p
@@ -160,7 +164,7 @@ def _train(args: Any) -> int:
     initial = objective.init_params(torch.device(device))
     before = {k: float(v.double().mean()) for k, v in initial.items()}
     result = train(objective, spec.hp, epochs, device=device, observers=observers,
-                   per_tensor=args.per_tensor)
+                   per_tensor=args.per_tensor, log_steps=args.log_steps)
     after = {k: float(v.double().mean()) for k, v in (result.params or {}).items()}
     if tracker is not None and run is not None:
         _log_param_means(tracker, run.run_id, before, after, result.epochs_run)

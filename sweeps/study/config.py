@@ -59,6 +59,7 @@ class SweepConfig:
     quiet: bool = False  # no progress display
     plots: bool = True  # log the sweep's plots (PNG) to the parent run at the end
     per_tensor: bool = True  # log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch
+    log_steps: bool = False  # mini-batch objectives: log step_loss and step_lr of every step
     metric: str | None = None  # metric optimised; default: val_loss if reported, else loss
     direction: str | None = None  # minimize or maximize; default: by the metric's name
     metric_at: str = "last"  # a trial's value: the metric at its last or its best epoch
@@ -158,7 +159,7 @@ def _coerce(name: str, value: Any) -> Any:
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
         "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
         "timeout": (int, float), "quiet": (bool,), "plots": (bool,), "prune_stalled": (bool,),
-        "per_tensor": (bool,),
+        "per_tensor": (bool,), "log_steps": (bool,),
     }
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):

@@ -30,12 +30,14 @@ class Started:
     reporter: OptunaReporter
 
 
-def settle(study: optuna.Study, trials: list[optuna.Trial], started: list[Started],
+def settle(study: optuna.Study, started: list[Started], unstarted: list[optuna.Trial],
            exc: BaseException, tell_result: Callable[[Started, TrainResult], None]) -> None:
-    """Tell Optuna about every trial of an interrupted batch. A trial that ended before the
-    interruption keeps its result; the others are FAIL and not counted (once the objective
-    is fixed, the same command runs them again), their runs KILLED, or FAILED if the
-    objective could not start. The caller has flushed the tracker."""
+    """Tell Optuna about the trials of an interrupted batch that it has not heard of:
+    ``started`` ones and ``unstarted`` ones (asked, interrupted before their runs started).
+    A trial that ended before the interruption keeps its result; the others are FAIL and
+    not counted (once the objective is fixed, the same command runs them again), their runs
+    KILLED, or FAILED if the objective could not start. The caller has flushed the
+    tracker."""
     from optuna.trial import TrialState
 
     from sweeps.training.loop import ObjectiveStartError
@@ -55,6 +57,6 @@ def settle(study: optuna.Study, trials: list[optuna.Trial], started: list[Starte
             record.close("interrupted", {"state": "interrupted", "failure_reason": reason}, {})
             trial.set_user_attr(INTERRUPTED_ATTR, reason)
         study.tell(trial, state=TrialState.FAIL)
-    for trial in trials[len(started):]:  # asked, interrupted before it started
+    for trial in unstarted:
         trial.set_user_attr(INTERRUPTED_ATTR, f"interrupted: {type(exc).__name__}")
         study.tell(trial, state=TrialState.FAIL)

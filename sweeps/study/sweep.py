@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,9 +85,11 @@ class Sweep:
     tracker: SweepTracker
     listeners: list[SweepListener] = field(default_factory=list)
     riders: list[Rider] = field(default_factory=list)
+    trial_batch: int | None = None  # trials a batch: measured (sweeps.batched.sizing),
+    # at most config.batch; None: config.batch
 
     def run(self) -> None:
-        """Run trials, ``config.batch`` at a time, until the study holds its target of
+        """Run trials, ``trial_batch`` at a time, until the study holds its target of
         finished trials (or the timeout passes)."""
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
         while True:
@@ -113,7 +116,8 @@ class Sweep:
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         unfinished = self.config.n_trials - len(counted_trials(self.study))
         share = -(-unfinished // self.config.workers)
-        size = min(self.config.batch, share, unfinished - len(running))
+        batch = self.trial_batch or self.config.batch
+        size = min(batch, share, unfinished - len(running))
         if self.config.sampler == "grid":
             size = min(size, grid_points_left(self.study, self.space))
         return size
@@ -137,8 +141,9 @@ class Sweep:
         return trials
 
     def run_trials(self, trials: list[optuna.Trial]) -> list[TrainResult]:
-        """Run ``trials`` (and the riders still to run) as one batch; tell Optuna each
-        outcome once its run is closed."""
+        """Run ``trials`` (and the riders still to run) as one batch. Optuna hears of each
+        trial once it has ended and its run is closed: during the batch for a trial that
+        ends early (pruned, failed), at the next chunk of statistics after its run closed."""
         from sweeps.batched.trials import train_batch
         from sweeps.study.interrupts import settle
         from sweeps.study.prune_view import PruneView
@@ -147,25 +152,42 @@ class Sweep:
         view = PruneView(self.study)
         riders = [r for r in self.riders if r.history is None]
         started: list[Started] = []
+        ended: list[tuple[Started, TrainResult]] = []  # Optuna not told yet
+        told: set[int] = set()  # trial numbers Optuna was told
+
+        def tell_closed() -> None:
+            closed = [e for e in ended if e[0].record.closed]
+            for item in sorted(closed, key=lambda e: e[0].trial.number):
+                ended.remove(item)
+                told.add(item[0].trial.number)
+                self._tell_result(*item)
+
+        def on_result(i: int, result: TrainResult) -> None:
+            if i < len(started):  # not a rider
+                ended.append((started[i], result))
+                tell_closed()
+
         try:
             for trial in trials:
                 started.append(self._start(trial, view))
             shared = tuple(o for o in (lr.observer() for lr in self.listeners) if o is not None)
-            observers = [(s.reporter, s.record, *shared) for s in started]
+            teller = _Teller(tell_closed)
+            observers = [(s.reporter, s.record, *shared, teller) for s in started]
             results = train_batch(self.objective, [s.hparams for s in started]
                                   + [r.hparams for r in riders], self.epochs,
                                   device=self.device, observers=observers + [()] * len(riders),
                                   chunk=default_chunk(self.epochs),
-                                  per_tensor=self.config.per_tensor)
+                                  per_tensor=self.config.per_tensor,
+                                  log_steps=self.config.log_steps, on_result=on_result)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
-            settle(self.study, trials, started, exc, self._tell_result)
+            settle(self.study, [s for s in started if s.trial.number not in told],
+                   trials[len(started):], exc, self._tell_result)
             raise
         for rider, result in zip(riders, results[len(started):]):
             rider.history = result.history
         self.tracker.flush()  # every run is closed before Optuna hears the outcome
-        for trial_started, result in zip(started, results):
-            self._tell_result(trial_started, result)
+        tell_closed()
         return results[:len(started)]
 
     def _start(self, trial: optuna.Trial, view: PruneView) -> Started:
@@ -219,3 +241,18 @@ class Sweep:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
         return {**hp.to_dict(), "epochs": self.epochs, "objective": self.objective.name,
                 **args, "seed": self.config.seed}
+
+
+class _Teller:
+    """An observer of every trial of a batch that, at each chunk, tells Optuna the trials
+    that have ended since and whose runs are closed."""
+
+    def __init__(self, tell_closed: Callable[[], None]) -> None:
+        self.tell_closed = tell_closed
+
+    def on_chunk(self, stats: EpochStats) -> bool:
+        self.tell_closed()
+        return False
+
+    def on_end(self, result: TrainResult) -> None:
+        return None

@@ -27,6 +27,10 @@ class TrialRecord(Observer, Protocol):
 
     run_id: str
 
+    @property
+    def closed(self) -> bool:
+        """True once the run's outcome is written and the run ended (``close`` returned)."""
+
     def close(self, state: RunState, tags: dict[str, str], metrics: dict[str, float]) -> None:
         """Log the outcome and set the run's terminal state now."""
 

@@ -74,6 +74,7 @@ def train(
     observers: tuple[Observer, ...] = (),
     chunk: int | None = None,
     per_tensor: bool = True,
+    log_steps: bool = False,
 ) -> TrainResult:
     """Run ``epochs`` epochs of ``hp`` on ``objective`` and return the result: one full-batch
     step an epoch, or one pass over the batches of a mini-batch objective
@@ -81,7 +82,11 @@ def train(
 
     ``per_tensor`` adds each parameter tensor's mean |grad| and update ratio to the
     statistics (``grad_abs_mean/<tensor>``, ``update_ratio/<tensor>``) for objectives of 2
-    to ``recorder.MAX_TENSORS`` tensors (``recorder.tracked_tensors``)."""
+    to ``recorder.MAX_TENSORS`` tensors (``recorder.tracked_tensors``).
+
+    ``log_steps`` keeps every step's loss and learning rate of a mini-batch objective
+    (``EpochStats.trace``; see ``train_minibatch``). A full-batch objective ignores it: its
+    one step an epoch is already in the per-epoch ``loss`` and ``lr``."""
     import torch
 
     from objectives import is_minibatch
@@ -92,7 +97,7 @@ def train(
         from sweeps.training.minibatch import train_minibatch
 
         return train_minibatch(objective, hp, epochs, device=device, observers=observers,
-                               chunk=chunk, per_tensor=per_tensor)
+                               chunk=chunk, per_tensor=per_tensor, log_steps=log_steps)
     device = torch.device(device)
     try:
         initial = objective.init_params(device)

@@ -43,9 +43,15 @@ def train_minibatch(
     observers: tuple[Observer, ...] = (),
     chunk: int | None = None,
     per_tensor: bool = True,
+    log_steps: bool = False,
 ) -> TrainResult:
     """Run ``epochs`` passes of ``hp`` over ``objective``'s batches and return the result;
     ``per_tensor`` as in ``sweeps.training.loop.train``.
+
+    ``log_steps`` also keeps every step's training loss and learning rate (the statistics'
+    ``trace``, a ``StepTrace``; steps numbered from 0 across the run): the losses stay on the
+    device until each chunk's single transfer, the learning rates on the host, so a step
+    still costs no host synchronisation.
 
     ``final_loss`` is the mean training loss of the last epoch run (SPEC 5's "loss of the
     parameters after the last step" would cost another pass over the training data, and in
@@ -74,7 +80,8 @@ def train_minibatch(
     per_step = scheduler is not None and spec.per_step
     per_epoch = scheduler is not None and not spec.per_step
     recorder = StepRecorder(leaves, chunk or default_chunk(epochs),
-                            tracked_tensors(list(params), per_tensor))
+                            tracked_tensors(list(params), per_tensor),
+                            step_trace=len(batches) if log_steps else None)
     group = optimizer.param_groups[0]
     parts: list[EpochStats] = []
     epoch = 0

@@ -19,7 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sweeps.training.stats import TENSOR_METRICS, EpochStats, tensor_keys, tensor_metric
+from sweeps.training.stats import (
+    TENSOR_METRICS,
+    EpochStats,
+    StepTrace,
+    tensor_keys,
+    tensor_metric,
+)
 
 __all__ = ["MAX_TENSORS", "Recorder", "StepRecorder", "chunk_capacity", "reduce_chunk",
            "tensor_extra", "tracked_tensors"]
@@ -172,10 +178,16 @@ class StepRecorder:
     The step's row is then one ``addcdiv_`` into the epoch's sums. ``end_epoch`` stores the
     epoch's other metrics (validation), still on the device; ``drain`` divides by the steps
     and moves the whole chunk to the host in one transfer.
+
+    With ``step_trace`` (the expected steps an epoch; ``log_steps``) each step's loss is also
+    copied into a preallocated buffer of ``capacity * step_trace`` values on the device (it
+    doubles where an epoch has more steps) and its learning rate, a Python float, kept on the
+    host: ``drain`` moves the losses in the same transfer and returns them as the
+    statistics' ``trace`` (``StepTrace``), steps numbered from 0 across the run.
     """
 
     def __init__(self, params: list[torch.Tensor], capacity: int,
-                 tensors: Sequence[str] = ()) -> None:
+                 tensors: Sequence[str] = (), step_trace: int | None = None) -> None:
         self._params = [p.detach() for p in params]
         if not all(p.is_contiguous() for p in self._params):
             raise ValueError("StepRecorder needs contiguous parameters")
@@ -211,6 +223,13 @@ class StepRecorder:
         self._lrs: list[float] = []  # the learning rates of the epoch in progress
         self._pending = False
         self._first: torch.Tensor | None = None  # the run's first loss, before its first step
+        # log_steps: each step's loss (device) and lr (host) since the last drain
+        self._trace: torch.Tensor | None = None
+        if step_trace is not None:
+            self._trace = torch.empty(max(1, capacity * step_trace), dtype=wide,
+                                      device=like.device)
+        self._trace_lr: list[float] = []
+        self._trace_start = 0  # global index of the first step since the last drain
         self.capacity = capacity
         self.start = 0  # epoch of the first row
         self.size = 0  # epochs ended since the last drain
@@ -254,7 +273,21 @@ class StepRecorder:
         self._rows[i].addcdiv_(num[:width], den[:width])
         self._lrs.append(lr)
         self._steps[i] += 1
+        if self._trace is not None:
+            j = len(self._trace_lr)
+            if j == len(self._trace):
+                self._grow_trace()
+            self._trace[j].copy_(num[0])  # the loss this step back-propagated, as summed
+            self._trace_lr.append(lr)
         self._pending = False
+
+    def _grow_trace(self) -> None:
+        """Twice the room for step losses (an epoch with more steps than expected)."""
+        assert self._trace is not None
+        grown = torch.empty(2 * len(self._trace), dtype=self._trace.dtype,
+                            device=self._trace.device)
+        grown[: len(self._trace)].copy_(self._trace)
+        self._trace = grown
 
     def epoch_loss(self) -> torch.Tensor:
         """The mean loss of the epoch in progress so far (a 0-dim tensor on the device)."""
@@ -278,14 +311,26 @@ class StepRecorder:
         n = self.size
         means = self._sums[:n] / torch.from_numpy(self._steps[:n]).to(self._sums)[:, None]
         columns = torch.cat([means.T, *(c[:n].unsqueeze(0) for c in self._extra.values())])
-        host = columns.cpu().numpy().astype(np.float64)
+        trace = None
+        if self._trace is None:
+            host = columns.cpu().numpy().astype(np.float64)
+        else:  # the step losses of the ended epochs travel in the same transfer
+            ended = int(self._steps[:n].sum())
+            flat = torch.cat([columns.reshape(-1), self._trace[:ended]]).cpu().numpy()
+            flat = flat.astype(np.float64)
+            host = flat[: columns.numel()].reshape(columns.shape)
+            trace = StepTrace(self._trace_start, self._steps[:n].copy(),
+                              flat[columns.numel():].copy(),
+                              np.array(self._trace_lr[:ended], dtype=np.float64))
+            self._trace_start += ended  # a partial epoch's steps are dropped with it
+            self._trace_lr = []
         width = self._sums.shape[1]
         extra = {key: host[width + j].copy() for j, key in enumerate(self._extra)}
         extra.update(tensor_extra(self._tensors, host[4:width]))
         initial = float(self._first) if self.start == 0 and self._first is not None else None
         stats = EpochStats(self.start, host[0].copy(), host[1].copy(), host[2].copy(),
                            host[3].copy(), self._lr[:n].copy(), extra=extra,
-                           initial_loss=initial)
+                           initial_loss=initial, trace=trace)
         self._sums.zero_()
         self._steps[:] = 0
         self._lrs = []

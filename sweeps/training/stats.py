@@ -8,9 +8,12 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-__all__ = ["EPOCH_METRICS", "TENSOR_METRICS", "EpochStats", "tensor_keys", "tensor_metric"]
+__all__ = ["EPOCH_METRICS", "STEP_METRICS", "TENSOR_METRICS", "EpochStats", "StepTrace",
+           "tensor_keys", "tensor_metric"]
 
 EPOCH_METRICS = ("loss", "grad_abs_mean", "update_abs_mean", "update_ratio", "lr")
+# per training step (``log_steps``), at MLflow step = the run's global step index
+STEP_METRICS = ("step_loss", "step_lr")
 # per parameter tensor, as extra metrics named ``<metric>/<tensor>`` (e.g. update_ratio/0.weight)
 TENSOR_METRICS = ("grad_abs_mean", "update_ratio")
 _NOT_IN_KEY = re.compile(r"[^\w.\- ]")  # MLflow's metric names allow these (and '/', ':')
@@ -43,6 +46,64 @@ def tensor_keys(names: Sequence[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class StepTrace:
+    """Every training step of consecutive epochs (a mini-batch run with ``log_steps``).
+
+    Step ``start + i`` is the run's global step index of ``loss[i]`` and ``lr[i]``: steps are
+    counted from 0 across the run, epoch e's following epoch e-1's. ``steps[j]`` is the number
+    of steps of the j-th epoch (``loss`` and ``lr`` hold ``steps.sum()`` values).
+    """
+
+    start: int  # global index of the first step
+    steps: np.ndarray  # int64: steps of each epoch, in order
+    loss: np.ndarray  # float64: the loss back-propagated at each step
+    lr: np.ndarray  # float64: the learning rate of the first parameter group for each step
+
+    def __post_init__(self) -> None:
+        if len(self.loss) != len(self.lr) or len(self.loss) != int(np.sum(self.steps)):
+            raise ValueError(f"a step trace needs sum(steps) = {int(np.sum(self.steps))} "
+                             f"losses and learning rates but got {len(self.loss)} and "
+                             f"{len(self.lr)}.")
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The global step index of each value."""
+        return np.arange(self.start, self.start + len(self))
+
+    def metric(self, name: str) -> np.ndarray:
+        """The values of ``name``, one of ``STEP_METRICS``."""
+        if name not in STEP_METRICS:
+            raise ValueError(f"name must be one of {STEP_METRICS} but got {name!r}.")
+        return self.loss if name == "step_loss" else self.lr
+
+    def epoch_means(self) -> np.ndarray:
+        """The mean loss of each epoch's steps (NaN for an epoch of none)."""
+        pieces = np.split(self.loss, np.cumsum(self.steps)[:-1])
+        return np.array([p.mean() if len(p) else np.nan for p in pieces[:len(self.steps)]])
+
+    def of_epochs(self, keep: np.ndarray) -> np.ndarray:
+        """A mask over the steps: those of the epochs where ``keep`` (one bool an epoch)."""
+        return np.repeat(np.asarray(keep, dtype=bool), self.steps)
+
+    def head(self, n: int) -> StepTrace:
+        """The steps of the first ``n`` epochs."""
+        steps = self.steps[:n]
+        cut = int(steps.sum())
+        return StepTrace(self.start, steps, self.loss[:cut], self.lr[:cut])
+
+    @classmethod
+    def concat(cls, parts: Sequence[StepTrace]) -> StepTrace:
+        """Consecutive traces as one, from the first one's start."""
+        if not parts:
+            return cls(0, np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+        return cls(parts[0].start, np.concatenate([p.steps for p in parts]),
+                   np.concatenate([p.loss for p in parts]), np.concatenate([p.lr for p in parts]))
+
+
+@dataclass(frozen=True)
 class EpochStats:
     """Statistics of the consecutive epochs ``start, start + 1, ...``.
 
@@ -50,6 +111,8 @@ class EpochStats:
     holds the validation metrics scored after the epoch. For an objective of several
     parameter tensors ``extra`` also holds each tensor's mean |grad| and update ratio
     (``TENSOR_METRICS``, named ``<metric>/<tensor>``; see ``tensors`` and ``per_tensor``).
+    A mini-batch run with ``log_steps`` also keeps every step's loss and learning rate in
+    ``trace`` (``StepTrace``; logged as ``STEP_METRICS``, not among ``names``).
     """
 
     start: int  # index of the first epoch
@@ -64,6 +127,14 @@ class EpochStats:
     # the loss at the initial parameters where ``loss`` holds means over an epoch's steps (a
     # mini-batch run: its first batch's loss before the first step); None: ``loss[0]`` is it
     initial_loss: float | None = None
+    # every step's loss and learning rate, for a mini-batch run with ``log_steps``; None: not
+    # recorded. Its ``steps`` has one entry per epoch of these statistics.
+    trace: StepTrace | None = None
+
+    def __post_init__(self) -> None:
+        if self.trace is not None and len(self.trace.steps) != len(self.loss):
+            raise ValueError(f"the step trace must count the steps of each of the "
+                             f"{len(self.loss)} epochs but has {len(self.trace.steps)} counts.")
 
     @property
     def first_loss(self) -> float:
@@ -104,7 +175,8 @@ class EpochStats:
         """The first ``n`` epochs."""
         return EpochStats(self.start, *(getattr(self, m)[:n] for m in EPOCH_METRICS),
                           extra={k: v[:n] for k, v in self.extra.items()},
-                          initial_loss=self.initial_loss)
+                          initial_loss=self.initial_loss,
+                          trace=self.trace.head(n) if self.trace is not None else None)
 
     def first_nonfinite(self) -> tuple[int, str] | None:
         """(epoch, metric) of the first non-finite loss or gradient, or None."""
@@ -117,14 +189,17 @@ class EpochStats:
 
     @classmethod
     def concat(cls, parts: list[EpochStats]) -> EpochStats:
+        """Consecutive statistics as one; a step trace only where every part has one."""
         if not parts:
             return cls.empty()
         keys = list(dict.fromkeys(k for p in parts for k in p.extra))  # a part without one: NaN
         extra = {k: np.concatenate([p.extra.get(k, np.full(len(p), np.nan)) for p in parts])
                  for k in keys}
+        traces = [p.trace for p in parts if p.trace is not None]
+        trace = StepTrace.concat(traces) if len(traces) == len(parts) else None
         return cls(parts[0].start, *(np.concatenate([getattr(p, m) for p in parts])
                                      for m in EPOCH_METRICS), extra=extra,
-                   initial_loss=parts[0].initial_loss)
+                   initial_loss=parts[0].initial_loss, trace=trace)
 
     @classmethod
     def empty(cls) -> EpochStats:

@@ -27,13 +27,14 @@ class Chunks(Observer):
         return False
 
 
-def writer(path: str, client: MlflowClient, uri: str) -> MetricWriter:
-    """A writer to ``uri`` on write path ``path`` (one of ``PATHS``)."""
+def writer(path: str, client: MlflowClient, uri: str, every: int = 1) -> MetricWriter:
+    """A writer to ``uri`` on write path ``path`` (one of ``PATHS``), of every ``every``-th
+    epoch (``--log-every``)."""
     if path == "log_batch":
-        return MetricWriter(client, None)
+        return MetricWriter(client, None, every)
     sink = connect(uri)
     assert sink is not None, "the direct path must be recognised on a fresh store"
     if path == "direct":
-        return MetricWriter(client, sink)
+        return MetricWriter(client, sink, every)
     sink.close()
-    return MetricWriter(client, None, process=MetricProcess(uri))
+    return MetricWriter(client, None, every, process=MetricProcess(uri))

@@ -225,6 +225,7 @@ CASES = [
     config("config-string-for-int", 'n_trials = "5"\n', "n_trials", "'5'"),
     config("config-bool-for-int", "epochs = true\n", "epochs", "True"),
     config("config-float-for-int", "seed = 1.5\n", "seed", "1.5"),
+    config("config-string-for-bool", 'log_steps = "yes"\n', "log_steps", "'yes'"),
     config("config-int-for-string", "sampler = 3\n", "sampler", "3"),
     config("config-optimizers-not-a-list", "optimizers = 5\n", "optimizers", "5"),
     config("config-optimizers-list-of-ints", "optimizers = [1, 2]\n", "optimizers", "[1, 2]"),

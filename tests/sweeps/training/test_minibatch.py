@@ -1,11 +1,10 @@
 """The training loop on mini-batch objectives: an epoch is one pass over the batches, the
 statistics are means over its steps (against a plain PyTorch loop), validation after each
-epoch, the same batches in every trial, exact re-runs, fresh BatchNorm statistics per trial, and
-sequential trials where a batch was asked for."""
+epoch, the same batches in every trial, exact re-runs, fresh BatchNorm statistics per trial
+(batched trials of mini-batch objectives: ``tests/sweeps/batched/test_batched_minibatch.py``)."""
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -16,7 +15,6 @@ from torch import nn
 
 from objectives import TrialState
 from objectives.dataset import DatasetObjective, accuracy
-from sweeps.batched import train_batch
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import Observer, TrainResult, train
 from sweeps.training.stats import EPOCH_METRICS, EpochStats
@@ -238,20 +236,6 @@ def test_a_diverging_trial_fails_at_its_first_non_finite_epoch() -> None:
     assert result.failure.startswith("non-finite")
     assert 0 < result.failure_epoch == result.epochs_run < 12
     assert np.isfinite(result.history.loss).all() and math.isnan(result.final_loss)
-
-
-def test_trials_asked_as_a_batch_run_one_at_a_time_saying_why_once(
-        caplog: pytest.LogCaptureFixture) -> None:
-    objective = tiny()
-    objective.name = "tests.minibatch_objectives:tiny-batched"  # a name no other test logs
-    hps = [Hyperparams("sgd", 0.1), Hyperparams("adam", 0.01), Hyperparams("sgd", 0.3)]
-    with caplog.at_level(logging.WARNING, logger="sweeps.batched"):
-        results = train_batch(objective, hps, 3)
-        train_batch(objective, hps[:2], 3)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "not batched" in warnings[0]
-    for result, hp in zip(results, hps, strict=True):
-        _assert_same_run(result, train(objective, hp, 3))
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -1,0 +1,150 @@
+"""Batched trials of a mini-batch objective: every trial takes the same mini-batch at each step.
+
+The trials' parameters and buffers (BatchNorm statistics) are stacked, one row per trial, and
+the objective's ``batch_losses`` computes every row's loss on the step's batch as one program
+(``objectives.DatasetObjective``: one ``vmap`` of ``torch.func.functional_call``); one
+backward pass on their sum gives each row its own gradient, and the optimizers' stacked rules
+update the rows (``sweeps.batched.rules``), at per-step learning rates tabulated from torch's
+own schedulers (``sweeps.batched.lr_tables``). After each epoch ``validate_rows`` scores every
+row in eval mode. Every trial's dropout stream starts from the same seed, so the rows share
+one stream and each row reproduces its sequential run (``tests/sweeps/batched``).
+
+Whether it pays is the objective's and the device's business: ``sweeps.batched.sizing``
+measures it before a sweep's first batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from sweeps.batched.stack import OnResult, TrialStack, stacked
+from sweeps.batched.step_recorder import StackedStepRecorder
+from sweeps.training.loop import ObjectiveStartError, Observer, TrainResult, default_chunk
+
+if TYPE_CHECKING:
+    import torch
+
+    from objectives import MiniBatchObjective, TrialState
+    from sweeps.training.hparams import Hyperparams
+
+__all__ = ["MiniBatchBatch", "stackable"]
+
+
+def stackable(objective: MiniBatchObjective, log_steps: bool = False) -> str | None:
+    """Why trials of ``objective`` cannot run as one batch, or None."""
+    if not callable(getattr(objective, "batch_losses", None)):
+        return "it has no batch_losses (objectives.DatasetObjective has one)"
+    if not callable(getattr(objective, "validate_rows", None)):
+        return "it has no validate_rows (objectives.DatasetObjective has one)"
+    if log_steps:
+        return "per-step logging (--log-steps) runs trials one at a time"
+    return None
+
+
+class MiniBatchBatch(TrialStack):
+    """One batch of trials of a mini-batch objective sharing stacked parameters and buffers."""
+
+    def __init__(self, objective: MiniBatchObjective, hps: list[Hyperparams], epochs: int,
+                 device: str | torch.device, observers: list[tuple[Observer, ...]],
+                 chunk: int | None, per_tensor: bool = True,
+                 on_result: OnResult | None = None) -> None:
+        from objectives import TrialState
+        from sweeps.training.recorder import tracked_tensors
+
+        try:
+            import torch
+
+            device = torch.device(device)
+            trial = objective.start_trial(device)
+            self.batches = objective.batches(0, device)
+            if not self.batches:
+                raise ValueError("the objective has no batches in an epoch")
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        super().__init__(objective, hps, epochs, device, observers,
+                         steps_per_epoch=len(self.batches), on_result=on_result)
+        self.minibatch = objective
+        self.state = TrialState({k: stacked(b, len(hps)) for k, b in trial.buffers.items()},
+                                trial.generator)
+        self.recorder = StackedStepRecorder(self.params, chunk or default_chunk(epochs),
+                                            tracked_tensors(self.names, per_tensor))
+
+    def unbatchable(self) -> str | None:
+        """Why the rows cannot be stacked, or None: one batched forward pass on the first
+        batch with a copy of the trials' state (nothing is consumed). vmap raises
+        RuntimeError on what it cannot batch; anything else is the objective's failure."""
+        import torch
+
+        from objectives import TrialState
+
+        generator = torch.Generator(self.device).set_state(self.state.generator.get_state())
+        probe_state = TrialState({k: b.clone() for k, b in self.state.buffers.items()},
+                                 generator)
+        try:
+            losses = self.minibatch.batch_losses(self.stacked(), probe_state, self.batches[0])
+        except RuntimeError as exc:
+            return f"vmap cannot trace its batch loss ({exc})"
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        if losses.shape != (len(self.hps),):
+            return f"its batch_losses has shape {tuple(losses.shape)}, not ({len(self.hps)},)"
+        return None
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.params))
+
+    def train_step(self, step: int, batch: torch.Tensor) -> None:
+        """One optimizer step of every row on ``batch``, the ``step``-th of the run."""
+        import torch
+
+        for p in self.params:
+            p.grad = None
+        losses = self.minibatch.batch_losses(self.stacked(), self.state, batch)
+        losses.sum().backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.recorder.before_step(losses, grads)
+        self.update(grads, step)
+        self.recorder.after_step(self.lr_host[step])
+
+    def probe_step(self, i: int) -> None:
+        """A step for ``sweeps.batched.sizing`` to time (the batch is thrown away after)."""
+        self.train_step(0, self.batches[i % len(self.batches)])
+
+    def run(self) -> list[TrainResult]:
+        epoch, step = 0, 0
+        try:
+            for epoch in range(self.epochs):
+                batches = self.batches if epoch == 0 else self.minibatch.batches(
+                    epoch, self.device)
+                for batch in batches:
+                    self.train_step(step, batch)
+                    step += 1
+                epoch_loss = self.recorder.epoch_loss() if self.on_loss else None
+                self.recorder.end_epoch(self.minibatch.validate_rows(self.stacked(),
+                                                                     self.state))
+                if epoch_loss is not None:
+                    self.step_on_loss(epoch, epoch_loss.tolist())
+                if self.recorder.full or epoch == self.epochs - 1:
+                    self.deliver(self.recorder.drain())
+                    if not self.active:
+                        break
+        except Exception as exc:
+            if self.recorder.size:
+                self.deliver(self.recorder.drain())
+            for i in list(self.active):
+                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
+        except BaseException:  # interrupted: hand the epochs already run to the observers
+            if self.recorder.size:
+                self.deliver(self.recorder.drain())
+            raise
+        for i in list(self.active):
+            self.end(i, "complete", None, None)
+        return self.finished()
+
+    def final(self, i: int, params: dict[str, torch.Tensor]
+              ) -> tuple[float, dict[str, torch.Tensor] | None]:
+        """As ``train_minibatch``: the mean training loss of the last epoch run, and the
+        row's buffers."""
+        final = next((float(p.loss[-1]) for p in reversed(self.parts[i]) if len(p)), math.nan)
+        return final, {k: b[i].detach().clone() for k, b in self.state.buffers.items()}

@@ -1,0 +1,147 @@
+"""How many trials a sweep batches: measured on the objective and device, before the first batch.
+
+Batching pays where a step is dominated by fixed costs (Python, dispatch, small kernels: the
+seed's 16 share counts, a small MLP) and not where it is dominated by arithmetic that the
+batch only multiplies (a convolution on the CPU runs no faster per trial as a grouped
+convolution). So ``choose_batch`` times the steady-state step of the wanted batch (rows of one
+probe configuration, Adam: the costliest stacked rule but one) and the step of one trial as
+the sequential loop runs it, both with the statistics the sweep records, and batches only if
+a trial's share of the batched step is the cheaper. After a few warm-up steps the two sides
+step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS`` each), and
+each side's median step counts; nothing of it is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sweeps.training.hparams import Hyperparams
+
+if TYPE_CHECKING:
+    from objectives import Objective
+
+__all__ = ["BatchChoice", "choose_batch"]
+
+_PROBE = Hyperparams("adam", 1e-4)  # small steps: nothing diverges while the clock runs
+_WARM_UP = 2
+_MIN_STEPS = 3
+_PROBE_SECONDS = 0.15
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    """Trials per batch, and the step times it was chosen by (ms per trial and step; NaN:
+    not measured)."""
+
+    size: int
+    wanted: int
+    batched_ms: float = math.nan
+    sequential_ms: float = math.nan
+    reason: str = ""
+
+    def describe(self) -> str:
+        """One line for the log."""
+        if math.isnan(self.batched_ms) or math.isnan(self.sequential_ms):
+            return f"trials run in batches of {self.size} ({self.reason})"
+        return (f"trials run in batches of {self.size}: a step costs "
+                f"{self.batched_ms:.3g} ms a trial in a batch of {self.wanted}, "
+                f"{self.sequential_ms:.3g} ms one at a time (measured)")
+
+
+def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
+                 per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
+    """``wanted`` if a step of ``wanted`` batched trials costs less per trial than a step of
+    one trial alone, else 1."""
+    from sweeps.batched.trials import batched_stack
+
+    if wanted < 2:
+        return BatchChoice(wanted, wanted, reason="asked for")
+    stack = batched_stack(objective, [_PROBE] * wanted, epochs, device, per_tensor,
+                          log_steps=log_steps)
+    if stack is None:
+        return BatchChoice(1, wanted, reason="the objective's trials cannot be stacked")
+    batched, sequential = _median_steps(
+        [stack.probe_step, _sequential_step(objective, device, per_tensor)],
+        _synchronizer(device))
+    batched /= wanted
+    size = wanted if batched < sequential else 1
+    return BatchChoice(size, wanted, batched * 1e3, sequential * 1e3)
+
+
+def _median_steps(steps: list[Callable[[int], None]],
+                  sync: Callable[[], None]) -> list[float]:
+    """Steady-state seconds per call of each of ``steps``: the calls alternate, so that each
+    sees the same load from other processes, and the median call counts, so that a call
+    slowed by one does not decide."""
+    for i in range(_WARM_UP):
+        for step in steps:
+            step(i)
+    sync()
+    times: list[list[float]] = [[] for _ in steps]
+    start = time.perf_counter()
+    i = _WARM_UP
+    while i < _WARM_UP + _MIN_STEPS or time.perf_counter() - start < _PROBE_SECONDS:
+        for step, seen in zip(steps, times):
+            began = time.perf_counter()
+            step(i)
+            sync()
+            seen.append(time.perf_counter() - began)
+        i += 1
+    return [statistics.median(seen) for seen in times]
+
+
+def _sequential_step(objective: Objective, device: str,
+                     per_tensor: bool) -> Callable[[int], None]:
+    """One step of one trial as the sequential loops take it (``sweeps.training``): the loss,
+    its gradient, the statistics, torch's optimizer."""
+    import torch
+
+    from objectives import is_minibatch
+    from sweeps.optim import build_optimizer
+    from sweeps.training.loop import trainable
+    from sweeps.training.recorder import Recorder, StepRecorder, tracked_tensors
+
+    where = torch.device(device)
+    params = trainable(objective.init_params(where))
+    leaves = list(params.values())
+    optimizer = build_optimizer(_PROBE.optimizer, leaves, _PROBE.lr, _PROBE.options)
+    tensors = tracked_tensors(list(params), per_tensor)
+    if is_minibatch(objective):
+        state = objective.start_trial(where)
+        batches = objective.batches(0, where)
+        recorder = StepRecorder(leaves, 1, tensors)
+
+        def step(i: int) -> None:
+            optimizer.zero_grad()
+            loss = objective.batch_loss(params, state, batches[i % len(batches)])
+            loss.backward()
+            recorder.before_step(loss, [p.grad for p in leaves])
+            optimizer.step()
+            recorder.after_step(_PROBE.lr)
+    else:
+        full = Recorder(leaves, 1, tensors)
+
+        def step(i: int) -> None:
+            optimizer.zero_grad()
+            loss = objective.loss(params)
+            loss.backward()
+            full.size = 0  # one row, rewritten each step
+            full.record(loss, _PROBE.lr, [p.grad for p in leaves])
+            optimizer.step()
+
+    return step
+
+
+def _synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA runs asynchronously); nothing on the CPU."""
+    import torch
+
+    where = torch.device(device)
+    if where.type == "cuda":
+        return lambda: torch.cuda.synchronize(where)
+    return lambda: None

@@ -1,0 +1,156 @@
+"""What every batch of trials shares: parameters stacked one row per trial, the update rules
+over their rows, and the bookkeeping that hands each trial's statistics to its own observers
+and ends each trial on its own (pruned, failed, complete)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sweeps.batched.lr_tables import TABULATED, LossSchedule, lr_tables
+from sweeps.batched.rules import RULES, StackedRule
+from sweeps.optim.optimizers import group_options
+from sweeps.training.loop import ObjectiveStartError, Observer, Status, TrainResult, finish
+
+if TYPE_CHECKING:
+    import torch
+
+    from objectives import Objective
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.stats import EpochStats
+
+__all__ = ["OnResult", "TrialStack"]
+
+OnResult = Callable[[int, TrainResult], None]  # (index in the batch, result): a trial ended
+
+
+class TrialStack:
+    """Rows of stacked parameters, one per configuration of ``hps``, grouped by optimizer so
+    that each rule updates a slice; ``steps_per_epoch`` sets the length of the lr tables
+    (``lr[step]``: a column of each row's lr, on the device; ``lr_host``: the same on the
+    host). ``on_result(i, result)`` hears of row ``i``'s end when it happens."""
+
+    def __init__(self, objective: Objective, hps: list[Hyperparams], epochs: int,
+                 device: str | torch.device, observers: list[tuple[Observer, ...]],
+                 steps_per_epoch: int = 1, on_result: OnResult | None = None) -> None:
+        import torch
+
+        self.objective, self.hps, self.epochs, self.observers = objective, hps, epochs, observers
+        self.device = torch.device(device)
+        self.on_result = on_result
+        try:
+            initial = objective.init_params(self.device)
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        self.names = list(initial)
+        size = len(hps)
+        self.params = [stacked(initial[n], size).requires_grad_(True) for n in self.names]
+        like = self.params[0]
+        self.rules = _rules(hps, like)
+        self.steps_per_epoch = steps_per_epoch
+        self.on_loss = {i: LossSchedule(hp.scheduler, hp.lr, epochs, hp.options)
+                        for i, hp in enumerate(hps) if hp.scheduler not in TABULATED}
+        steps = epochs * steps_per_epoch
+        tabulated = iter(lr_tables([hp for i, hp in enumerate(hps) if i not in self.on_loss],
+                                   epochs, steps_per_epoch))
+        tables = [[self.on_loss[i].lr] * steps if i in self.on_loss else next(tabulated)
+                  for i in range(size)]
+        self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
+        self.lr_host = np.asarray(tables).T.copy()
+        self.parts: list[list[EpochStats]] = [[] for _ in hps]
+        self.results: list[TrainResult | None] = [None] * size
+        self.active = list(range(size))
+        self.live_rules = list(self.rules)  # rules with a row still training
+
+    def row(self, i: int) -> dict[str, torch.Tensor]:
+        """Row ``i``'s parameters (views)."""
+        return {n: p[i].detach() for n, p in zip(self.names, self.params)}
+
+    def update(self, grads: list[torch.Tensor], step: int) -> None:
+        """One update of every row still training, at the lrs of ``step``."""
+        import torch
+
+        lr = self.lr[step]
+        with torch.no_grad():
+            for rule in self.live_rules:
+                rule.step(self.params, grads, lr[rule.rows])
+
+    def step_on_loss(self, epoch: int, losses: list[float]) -> None:
+        """Step each schedule that steps on its row's loss; a new lr sets every later step's."""
+        later = (epoch + 1) * self.steps_per_epoch
+        for i, schedule in self.on_loss.items():
+            new_lr = schedule.step(losses[i])
+            if new_lr is not None and later < len(self.lr):
+                self.lr[later:, i] = new_lr
+                self.lr_host[later:, i] = new_lr
+
+    def deliver(self, chunk: list[EpochStats]) -> None:
+        """Hand each active row its statistics; end the rows that went non-finite or that an
+        observer prunes."""
+        for i, stats in enumerate(chunk):
+            if i not in self.active:
+                continue
+            bad = stats.first_nonfinite()
+            if bad is not None:
+                stats = stats.head(bad[0] - stats.start)
+            self.parts[i].append(stats)
+            stop = False
+            for observer in self.observers[i]:
+                stop = observer.on_chunk(stats) or stop
+            if bad is not None:
+                self.end(i, "failed", f"non-finite {bad[1]}", bad[0])
+            elif stop:
+                self.end(i, "pruned", None, None)
+
+    def end(self, i: int, status: Status, failure: str | None,
+            failure_epoch: int | None) -> None:
+        """End row ``i``: its result, its observers told, ``on_result`` called; its rule
+        stops updating once all of its rows have ended."""
+        params = {n: p.clone() for n, p in self.row(i).items()}
+        final, buffers = math.nan, None
+        if status != "failed":
+            final, buffers = self.final(i, params)
+            if not math.isfinite(final):
+                status, failure, failure_epoch = "failed", "non-finite final loss", self.epochs
+        kept = params if status != "failed" else None
+        result = finish(self.observers[i], self.parts[i], status, final, failure,
+                        failure_epoch, kept, buffers if kept is not None else None)
+        self.results[i] = result
+        self.active.remove(i)
+        live = set(self.active)
+        self.live_rules = [r for r in self.rules
+                           if live.intersection(range(r.rows.start, r.rows.stop))]
+        if self.on_result is not None:
+            self.on_result(i, result)
+
+    def final(self, i: int, params: dict[str, torch.Tensor]
+              ) -> tuple[float, dict[str, torch.Tensor] | None]:
+        """Row ``i``'s final loss and buffers (``TrainResult.final_loss``, ``.buffers``)."""
+        raise NotImplementedError
+
+    def finished(self) -> list[TrainResult]:
+        """Every row's result, in order, once every row has ended."""
+        return [r for r in self.results if r is not None]
+
+
+def stacked(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """``rows`` copies of ``tensor`` along a new first dimension (a new tensor)."""
+    return tensor.detach().unsqueeze(0).repeat(rows, *([1] * tensor.dim()))
+
+
+def _rules(hps: list[Hyperparams], like: torch.Tensor) -> list[StackedRule]:
+    """One rule per optimizer of ``hps`` over its consecutive rows (the rows are in
+    ``RULES`` order)."""
+    rules = []
+    start = 0
+    for name in RULES:
+        rows = [i for i, hp in enumerate(hps) if hp.optimizer == name]
+        if rows:
+            stop = start + len(rows)
+            settings = [group_options(name, hps[i].lr, hps[i].options) for i in rows]
+            rules.append(RULES[name](slice(start, stop), settings, like))
+            start = stop
+    return rules
