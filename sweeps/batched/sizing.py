@@ -6,7 +6,10 @@ batch only multiplies (a convolution on the CPU runs no faster per trial as a gr
 convolution). So ``choose_batch`` times the steady-state step of the wanted batch (rows of one
 probe configuration, Adam: the costliest stacked rule but one) and the step of one trial as
 the sequential loop runs it, both with the statistics the sweep records, and batches only if
-a trial's share of the batched step is the cheaper. After a few warm-up steps the two sides
+a trial's share of the batched step costs at most half of its step alone (``MIN_GAIN``): the
+trials of one batch cannot be pruned against each other, so a batched sweep runs more
+trial-epochs than one that runs its trials one at a time (1.36x on the seed's default sweep,
+``bench.sweep_throughput``), and a smaller gain per step can lose end to end. After a few warm-up steps the two sides
 step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS`` each), and
 each side's median step counts; nothing of it is kept.
 """
@@ -31,6 +34,7 @@ _PROBE = Hyperparams("adam", 1e-4)  # small steps: nothing diverges while the cl
 _WARM_UP = 2
 _MIN_STEPS = 3
 _PROBE_SECONDS = 0.15
+MIN_GAIN = 2.0  # batch where a step costs a trial at most 1 / MIN_GAIN of its step alone
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,14 @@ class BatchChoice:
             return f"trials run in batches of {self.size} ({self.reason})"
         return (f"trials run in batches of {self.size}: a step costs "
                 f"{self.batched_ms:.3g} ms a trial in a batch of {self.wanted}, "
-                f"{self.sequential_ms:.3g} ms one at a time (measured)")
+                f"{self.sequential_ms:.3g} ms one at a time (measured; batching needs "
+                f"{MIN_GAIN:g}x)")
 
 
 def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
                  per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
-    """``wanted`` if a step of ``wanted`` batched trials costs less per trial than a step of
-    one trial alone, else 1."""
+    """``wanted`` if a step of ``wanted`` batched trials costs a trial at most
+    ``1 / MIN_GAIN`` of a step of it alone, else 1."""
     from sweeps.batched.trials import batched_stack
 
     if wanted < 2:
@@ -69,7 +74,7 @@ def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
         [stack.probe_step, _sequential_step(objective, device, per_tensor)],
         _synchronizer(device))
     batched /= wanted
-    size = wanted if batched < sequential else 1
+    size = wanted if batched * MIN_GAIN <= sequential else 1
     return BatchChoice(size, wanted, batched * 1e3, sequential * 1e3)
 
 
