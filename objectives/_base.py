@@ -103,6 +103,15 @@ class MiniBatchObjective(Objective, Protocol):
         (``val_loss``, ``val_<metric>``); empty without validation data."""
         ...
 
+    # Optional, for batched trials (``sweeps.batched.minibatch``; without them a mini-batch
+    # objective's trials run one at a time, and the log says so once):
+    #   batch_losses(params, state, batch) -> Tensor: ``batch_loss`` of every row of params
+    #     and ``state.buffers`` stacked along a new first dimension (one row per trial), on
+    #     the same batch, every row drawing the same random numbers (all trials' streams
+    #     start from the same seed); equal row by row to ``batch_loss``;
+    #   validate_rows(params, state) -> dict[str, Tensor]: ``validate`` of every row, one
+    #     value per row. ``objectives.DatasetObjective`` has both.
+
 
 def is_minibatch(objective: Objective) -> bool:
     """True if ``objective`` trains in mini-batches (follows ``MiniBatchObjective``)."""

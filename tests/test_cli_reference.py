@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.cli.reference import reference, readme_section
+from sweeps.cli.reference import readme_section, reference
 
 
 def test_readme_cli_reference_matches_the_parsers() -> None:

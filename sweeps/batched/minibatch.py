@@ -19,26 +19,23 @@ import math
 from typing import TYPE_CHECKING
 
 from sweeps.batched.stack import OnResult, TrialStack, stacked
-from sweeps.batched.step_recorder import StackedStepRecorder
 from sweeps.training.loop import ObjectiveStartError, Observer, TrainResult, default_chunk
 
 if TYPE_CHECKING:
     import torch
 
-    from objectives import MiniBatchObjective, TrialState
+    from objectives import MiniBatchObjective
     from sweeps.training.hparams import Hyperparams
 
 __all__ = ["MiniBatchBatch", "stackable"]
 
 
-def stackable(objective: MiniBatchObjective, log_steps: bool = False) -> str | None:
+def stackable(objective: MiniBatchObjective) -> str | None:
     """Why trials of ``objective`` cannot run as one batch, or None."""
     if not callable(getattr(objective, "batch_losses", None)):
         return "it has no batch_losses (objectives.DatasetObjective has one)"
     if not callable(getattr(objective, "validate_rows", None)):
         return "it has no validate_rows (objectives.DatasetObjective has one)"
-    if log_steps:
-        return "per-step logging (--log-steps) runs trials one at a time"
     return None
 
 
@@ -48,9 +45,10 @@ class MiniBatchBatch(TrialStack):
     def __init__(self, objective: MiniBatchObjective, hps: list[Hyperparams], epochs: int,
                  device: str | torch.device, observers: list[tuple[Observer, ...]],
                  chunk: int | None, per_tensor: bool = True,
-                 on_result: OnResult | None = None) -> None:
+                 on_result: OnResult | None = None, log_steps: bool = False) -> None:
         from objectives import TrialState
         from sweeps.training.recorder import tracked_tensors
+        from sweeps.training.step_recorder import RowStepRecorder
 
         try:
             import torch
@@ -67,8 +65,9 @@ class MiniBatchBatch(TrialStack):
         self.minibatch = objective
         self.state = TrialState({k: stacked(b, len(hps)) for k, b in trial.buffers.items()},
                                 trial.generator)
-        self.recorder = StackedStepRecorder(self.params, chunk or default_chunk(epochs),
-                                            tracked_tensors(self.names, per_tensor))
+        self.recorder = RowStepRecorder(self.params, chunk or default_chunk(epochs),
+                                        tracked_tensors(self.names, per_tensor),
+                                        len(self.batches) if log_steps else None)
 
     def unbatchable(self) -> str | None:
         """Why the rows cannot be stacked, or None: one batched forward pass on the first

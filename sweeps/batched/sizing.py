@@ -9,9 +9,9 @@ the sequential loop runs it, both with the statistics the sweep records, and bat
 a trial's share of the batched step costs at most half of its step alone (``MIN_GAIN``): the
 trials of one batch cannot be pruned against each other, so a batched sweep runs more
 trial-epochs than one that runs its trials one at a time (1.36x on the seed's default sweep,
-``bench.sweep_throughput``), and a smaller gain per step can lose end to end. After a few warm-up steps the two sides
-step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS`` each), and
-each side's median step counts; nothing of it is kept.
+``bench.sweep_throughput``), and a smaller gain per step can lose end to end. After a few
+warm-up steps the two sides step in turn until about ``_PROBE_SECONDS`` have passed (at least
+``_MIN_STEPS`` each), and each side's median step counts; nothing of it is kept.
 """
 
 from __future__ import annotations

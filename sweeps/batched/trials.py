@@ -76,7 +76,6 @@ def train_batch(
     a mini-batch objective that cannot stack its trials (no ``batch_losses``).
     ``per_tensor`` and ``log_steps`` as in ``sweeps.training.loop.train``; ``on_result(i,
     result)`` is called as each configuration ends, before the others have."""
-    from objectives import is_minibatch
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
@@ -114,12 +113,12 @@ def batched_stack(objective: Objective, hps: list[Hyperparams], epochs: int,
     if is_minibatch(objective):
         from sweeps.batched.minibatch import MiniBatchBatch, stackable
 
-        reason = stackable(objective, log_steps)
+        reason = stackable(objective)
         if reason is not None:
             _explain(objective.name, reason)
             return None
         batch = MiniBatchBatch(objective, hps, epochs, device, observers, chunk, per_tensor,
-                               on_result)
+                               on_result, log_steps)
     else:
         batch = _FullBatch(objective, hps, epochs, device, observers, chunk, per_tensor,
                            on_result)

@@ -59,8 +59,8 @@ def open_session(config: SweepConfig) -> SweepSession:
     from mlflow import MlflowClient
 
     from objectives import build
-    from sweeps.checks import resolve_device
     from sweeps.batched.sizing import choose_batch
+    from sweeps.checks import resolve_device
     from sweeps.cli.parent_run import ParentRun
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.storage.backends import absolute_uri, open_storage

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 __all__ = ["EPOCH_METRICS", "STEP_METRICS", "TENSOR_METRICS", "EpochStats", "StepTrace",
-           "tensor_keys", "tensor_metric"]
+           "tensor_extra", "tensor_keys", "tensor_metric"]
 
 EPOCH_METRICS = ("loss", "grad_abs_mean", "update_abs_mean", "update_ratio", "lr")
 # per training step (``log_steps``), at MLflow step = the run's global step index
@@ -43,6 +43,14 @@ def tensor_keys(names: Sequence[str]) -> tuple[str, ...]:
             key = f"{base[:_KEY_LENGTH - len(str(n)) - 1]}_{n}"
         keys.append(key)
     return tuple(keys)
+
+
+def tensor_extra(tensors: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-tensor metrics of ``recorder.reduce_chunk``'s (or a step recorder's) rows
+    after the first four: each tensor's mean |grad|, then each tensor's update ratio."""
+    count = len(tensors)
+    return {tensor_metric(metric, tensor): rows[j * count + i].copy()
+            for j, metric in enumerate(TENSOR_METRICS) for i, tensor in enumerate(tensors)}
 
 
 @dataclass(frozen=True)

@@ -192,3 +192,18 @@ def test_a_training_run_with_log_steps_logs_every_step(tmp_path: Path) -> None:
     for name in STEP_METRICS:
         steps = [s for s, _ in _history(client, found.info.run_id, name)]
         assert steps == list(range(2 * STEPS)), name
+
+
+def test_the_option_is_off_by_default_and_set_by_config_or_command_line(tmp_path: Path) -> None:
+    from sweeps.study.config import SweepConfig
+
+    parser = run.build_parser()
+    assert SweepConfig().log_steps is False
+    assert run.config_from_args(parser.parse_args([])).log_steps is False
+    assert run.config_from_args(parser.parse_args(["--log-steps"])).log_steps is True
+    toml = tmp_path / "sweep.toml"
+    toml.write_text("log_steps = true\n", encoding="utf-8")
+    assert run.config_from_args(parser.parse_args(["--config", str(toml)])).log_steps is True
+    assert run.config_from_args(parser.parse_args(
+        ["--config", str(toml), "--no-log-steps"])).log_steps is False
+    assert train_cli.build_parser().parse_args([]).log_steps is False

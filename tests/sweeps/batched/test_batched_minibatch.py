@@ -122,6 +122,21 @@ def test_a_mixed_batch_without_dropout_follows_each_sequential_run() -> None:
         assert_same(result, train(objective, hp, 6))
 
 
+def test_step_traces_of_a_batch_equal_the_sequential_ones(
+        with_dropout: DatasetObjective) -> None:
+    hps = configs("adam", "onecycle") + configs("momentum", "plateau")
+    batched = train_batch(with_dropout, hps, EPOCHS, chunk=3, log_steps=True)
+    steps = with_dropout.steps_per_epoch
+    for hp, result in zip(hps, batched, strict=True):
+        sequential = train(with_dropout, hp, EPOCHS, chunk=3, log_steps=True).history.trace
+        trace = result.history.trace
+        assert trace is not None and sequential is not None
+        assert trace.start == 0 and trace.steps.tolist() == [steps] * EPOCHS
+        np.testing.assert_allclose(trace.loss, sequential.loss, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(trace.lr, sequential.lr)
+    assert len(set(batched[0].history.trace.lr)) == EPOCHS * steps  # onecycle: every step
+
+
 class Pruning:
     """Prunes its trial at its first chunk."""
 

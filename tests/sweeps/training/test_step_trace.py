@@ -206,3 +206,32 @@ def test_the_recorder_grows_for_longer_epochs_and_drops_a_partial_one() -> None:
     last = recorder.drain()  # epoch 3 ended with 2 steps; epoch 4's one step is dropped
     assert last.trace is not None and last.trace.start == 9
     assert last.trace.steps.tolist() == [2] and last.trace.loss.tolist() == [1.0, 1.0]
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
+
+@cuda
+def test_on_cuda_the_trace_follows_the_cpu_one_and_adds_no_host_synchronisation() -> None:
+    import warnings
+
+    cpu = train(tiny(dropout=0.0), ONECYCLE, EPOCHS, log_steps=True).history.trace
+
+    def synchronisations(log_steps: bool) -> tuple[int, StepTrace | None]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = train(tiny(dropout=0.0), ONECYCLE, EPOCHS, device="cuda",
+                               log_steps=log_steps)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        count = sum("synchroniz" in str(w.message) for w in caught)
+        return count, result.history.trace
+
+    off, _ = synchronisations(False)
+    on, gpu = synchronisations(True)
+    assert on == off  # the step losses travel with each chunk's one transfer
+    assert cpu is not None and gpu is not None
+    np.testing.assert_allclose(gpu.loss, cpu.loss, rtol=1e-9)
+    np.testing.assert_array_equal(gpu.lr, cpu.lr)
