@@ -126,6 +126,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
         value = list(value.values())
     if isinstance(value, list | tuple):
         return [t for item in value for t in _tensors(item)]
+    if hasattr(value, "__dict__") and type(value).__module__.startswith("sweeps."):
+        return _tensors(vars(value))  # a recorder's parts (StepRecorder's RowStepRecorder)
     return []
 
 
