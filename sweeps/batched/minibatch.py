@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 from sweeps.batched.stack import OnResult, TrialStack, stacked
-from sweeps.training.loop import ObjectiveStartError, Observer, TrainResult, default_chunk
+from sweeps.training.loop import ObjectiveStartError, Observer, default_chunk
 
 if TYPE_CHECKING:
     import torch
@@ -110,36 +110,16 @@ class MiniBatchBatch(TrialStack):
         """A step for ``sweeps.batched.sizing`` to time (the batch is thrown away after)."""
         self.train_step(0, self.batches[i % len(self.batches)])
 
-    def run(self) -> list[TrainResult]:
-        epoch, step = 0, 0
-        try:
-            for epoch in range(self.epochs):
-                batches = self.batches if epoch == 0 else self.minibatch.batches(
-                    epoch, self.device)
-                for batch in batches:
-                    self.train_step(step, batch)
-                    step += 1
-                epoch_loss = self.recorder.epoch_loss() if self.on_loss else None
-                self.recorder.end_epoch(self.minibatch.validate_rows(self.stacked(),
-                                                                     self.state))
-                if epoch_loss is not None:
-                    self.step_on_loss(epoch, epoch_loss.tolist())
-                if self.recorder.full or epoch == self.epochs - 1:
-                    self.deliver(self.recorder.drain())
-                    if not self.active:
-                        break
-        except Exception as exc:
-            if self.recorder.size:
-                self.deliver(self.recorder.drain())
-            for i in list(self.active):
-                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
-        except BaseException:  # interrupted: hand the epochs already run to the observers
-            if self.recorder.size:
-                self.deliver(self.recorder.drain())
-            raise
-        for i in list(self.active):
-            self.end(i, "complete", None, None)
-        return self.finished()
+    def train_epoch(self, epoch: int) -> None:
+        batches = self.batches if epoch == 0 else self.minibatch.batches(epoch, self.device)
+        step = epoch * self.steps_per_epoch
+        for batch in batches:
+            self.train_step(step, batch)
+            step += 1
+        epoch_loss = self.recorder.epoch_loss() if self.on_loss else None
+        self.recorder.end_epoch(self.minibatch.validate_rows(self.stacked(), self.state))
+        if epoch_loss is not None:
+            self.step_on_loss(epoch, epoch_loss.tolist())
 
     def final(self, i: int, params: dict[str, torch.Tensor]
               ) -> tuple[float, dict[str, torch.Tensor] | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class TrialStack:
         self.results: list[TrainResult | None] = [None] * size
         self.active = list(range(size))
         self.live_rules = list(self.rules)  # rules with a row still training
+        self.recorder: Any = None  # set by the subclass: full, size, drain() -> per row
 
     def row(self, i: int) -> dict[str, torch.Tensor]:
         """Row ``i``'s parameters (views)."""
@@ -125,6 +126,34 @@ class TrialStack:
                            if live.intersection(range(r.rows.start, r.rows.stop))]
         if self.on_result is not None:
             self.on_result(i, result)
+
+    def run(self) -> list[TrainResult]:
+        """Train every row for the epochs, handing each its statistics chunk by chunk; every
+        row's result, in order."""
+        epoch = 0
+        try:
+            for epoch in range(self.epochs):
+                self.train_epoch(epoch)
+                if self.recorder.full or epoch == self.epochs - 1:
+                    self.deliver(self.recorder.drain())
+                    if not self.active:
+                        break
+        except Exception as exc:
+            if self.recorder.size:
+                self.deliver(self.recorder.drain())
+            for i in list(self.active):
+                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
+        except BaseException:  # interrupted: hand the epochs already run to the observers
+            if self.recorder.size:
+                self.deliver(self.recorder.drain())
+            raise
+        for i in list(self.active):
+            self.end(i, "complete", None, None)
+        return self.finished()
+
+    def train_epoch(self, epoch: int) -> None:
+        """One epoch of every row, recorded in ``self.recorder``."""
+        raise NotImplementedError
 
     def final(self, i: int, params: dict[str, torch.Tensor]
               ) -> tuple[float, dict[str, torch.Tensor] | None]:

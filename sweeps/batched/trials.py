@@ -210,27 +210,10 @@ class _FullBatch(TrialStack):
         self.recorder.size = 0
         self.step(0)
 
-    def run(self) -> list[TrainResult]:
-        epoch = 0
-        try:
-            for epoch in range(self.epochs):
-                losses = self.step(epoch)
-                if self.on_loss:
-                    self.step_on_loss(epoch, losses.detach().tolist())
-                if self.recorder.full or epoch == self.epochs - 1:
-                    self.deliver(self.recorder.drain())
-                    if not self.active:
-                        break
-        except Exception as exc:
-            for i in list(self.active):
-                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
-        except BaseException:  # interrupted: hand the epochs already run to the observers
-            if self.recorder.size:
-                self.deliver(self.recorder.drain())
-            raise
-        for i in list(self.active):
-            self.end(i, "complete", None, None)
-        return self.finished()
+    def train_epoch(self, epoch: int) -> None:
+        losses = self.step(epoch)
+        if self.on_loss:
+            self.step_on_loss(epoch, losses.detach().tolist())
 
     def final(self, i: int, params: dict[str, torch.Tensor]
               ) -> tuple[float, dict[str, torch.Tensor] | None]:
