@@ -103,41 +103,56 @@ def _median_steps(steps: list[Callable[[int], None]],
 def _sequential_step(objective: Objective, device: str,
                      per_tensor: bool) -> Callable[[int], None]:
     """One step of one trial as the sequential loops take it (``sweeps.training``): the loss,
-    its gradient, the statistics, torch's optimizer."""
+    its gradient, the statistics, the update. The update is torch's single-tensor Adam
+    arithmetic as its stacked rule repeats it, on one row: building a ``torch.optim``
+    optimizer imports ``torch._dynamo`` (over a second) in a sweep that may never build one.
+    The optimizer's own Python overhead per step (tens of microseconds) is left out, which
+    can only make batching look less worth it."""
     import torch
 
     from objectives import is_minibatch
-    from sweeps.optim import build_optimizer
+    from sweeps.batched.rules import RULES
+    from sweeps.optim.optimizers import group_options
     from sweeps.training.loop import trainable
     from sweeps.training.recorder import Recorder, StepRecorder, tracked_tensors
 
     where = torch.device(device)
     params = trainable(objective.init_params(where))
     leaves = list(params.values())
-    optimizer = build_optimizer(_PROBE.optimizer, leaves, _PROBE.lr, _PROBE.options)
+    rows = [p.detach().unsqueeze(0) for p in leaves]  # views: the rule updates the leaves
+    rule = RULES[_PROBE.optimizer](
+        slice(0, 1), [group_options(_PROBE.optimizer, _PROBE.lr, _PROBE.options)], rows[0])
+    lr = torch.full((1,), _PROBE.lr, dtype=rows[0].dtype, device=where)
     tensors = tracked_tensors(list(params), per_tensor)
+
+    def update() -> None:
+        grads = [torch.zeros_like(r) if p.grad is None else p.grad.unsqueeze(0)
+                 for p, r in zip(leaves, rows)]
+        with torch.no_grad():
+            rule.step(rows, grads, lr)
+        for p in leaves:
+            p.grad = None
+
     if is_minibatch(objective):
         state = objective.start_trial(where)
         batches = objective.batches(0, where)
         recorder = StepRecorder(leaves, 1, tensors)
 
         def step(i: int) -> None:
-            optimizer.zero_grad()
             loss = objective.batch_loss(params, state, batches[i % len(batches)])
             loss.backward()
             recorder.before_step(loss, [p.grad for p in leaves])
-            optimizer.step()
+            update()
             recorder.after_step(_PROBE.lr)
     else:
         full = Recorder(leaves, 1, tensors)
 
         def step(i: int) -> None:
-            optimizer.zero_grad()
             loss = objective.loss(params)
             loss.backward()
             full.size = 0  # one row, rewritten each step
             full.record(loss, _PROBE.lr, [p.grad for p in leaves])
-            optimizer.step()
+            update()
 
     return step
 
