@@ -82,8 +82,9 @@ def build_parser() -> Parser:
     p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
     p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
                                                f"default storage is {WORKERS_STORAGE})")
-    p.add_argument("--batch", type=int, help="trials run together as one tensor program "
-                                             "(default: 25; 1: one at a time)")
+    p.add_argument("--batch", type=int, help="at most this many trials run together as one "
+                   "tensor program, where a measurement at the start says it pays (default: "
+                   "25; 1: one at a time)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")

@@ -52,7 +52,8 @@ class SweepConfig:
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow
     workers: int = 1  # worker processes on this machine
-    batch: int = 25  # trials run together as one tensor program (1: one at a time)
+    batch: int = 25  # at most this many trials run as one tensor program, where measured
+    # to pay (sweeps.batched.sizing); 1: one at a time
     device: str = "auto"  # auto, cpu or cuda
     timeout: float | None = None  # stop starting new trials after this many seconds
     export: str | None = None  # write the best trial's JSON here at the end
