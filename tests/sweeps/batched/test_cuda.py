@@ -33,3 +33,16 @@ def test_a_batch_on_cuda_matches_its_sequential_cuda_runs() -> None:
     for hp, result in zip(HPS, batched):
         single = train(objective, hp, 300, device="cuda")
         np.testing.assert_allclose(result.history.loss, single.history.loss, rtol=1e-9)
+
+
+def test_a_minibatch_batch_on_cuda_matches_its_sequential_cuda_runs() -> None:
+    """Dropout included: on the GPU too the rows share one dropout stream, the trials' own."""
+    objective = objectives.build("digits", {"dtype": "float64", "batch_size": "128"})
+    hps = [Hyperparams("adam", 0.01, "onecycle"), Hyperparams("sgd", 0.1, "cosine")]
+    batched = train_batch(objective, hps, 3, device="cuda")
+    for hp, result in zip(hps, batched, strict=True):
+        single = train(objective, hp, 3, device="cuda")
+        assert result.status == single.status == "complete"
+        for name in ("loss", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(result.history.metric(name),
+                                       single.history.metric(name), rtol=1e-9, err_msg=name)
