@@ -48,6 +48,11 @@ class BatchChoice:
     sequential_ms: float = math.nan
     reason: str = ""
 
+    @property
+    def pays(self) -> bool:
+        """False where batching was measured not to pay (then nothing should batch)."""
+        return self.size > 1 or math.isnan(self.batched_ms)
+
     def describe(self) -> str:
         """One line for the log."""
         if math.isnan(self.batched_ms) or math.isnan(self.sequential_ms):

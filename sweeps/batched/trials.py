@@ -70,18 +70,20 @@ def train_batch(
     per_tensor: bool = True,
     log_steps: bool = False,
     on_result: OnResult | None = None,
+    stack: bool = True,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
     a mini-batch objective that cannot stack its trials (no ``batch_losses``).
     ``per_tensor`` and ``log_steps`` as in ``sweeps.training.loop.train``; ``on_result(i,
-    result)`` is called as each configuration ends, before the others have."""
+    result)`` is called as each configuration ends, before the others have. ``stack=False``
+    runs every configuration on its own (where batching was measured not to pay)."""
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
     batch = None
-    if len(members) >= 2:
+    if stack and len(members) >= 2:
         batch = batched_stack(objective, [hps[b] for b in members], epochs, device,
                               per_tensor, [observers[b] for b in members], chunk,
                               _told(on_result, members), log_steps)

@@ -87,6 +87,7 @@ class Sweep:
     riders: list[Rider] = field(default_factory=list)
     trial_batch: int | None = None  # trials a batch: measured (sweeps.batched.sizing),
     # at most config.batch; None: config.batch
+    stack: bool = True  # False: batching was measured not to pay; riders train on their own
 
     def run(self) -> None:
         """Run trials, ``trial_batch`` at a time, until the study holds its target of
@@ -178,7 +179,8 @@ class Sweep:
                                   device=self.device, observers=observers + [()] * len(riders),
                                   chunk=default_chunk(self.epochs),
                                   per_tensor=self.config.per_tensor,
-                                  log_steps=self.config.log_steps, on_result=on_result)
+                                  log_steps=self.config.log_steps, on_result=on_result,
+                                  stack=self.stack)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],

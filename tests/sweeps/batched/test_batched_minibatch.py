@@ -251,11 +251,21 @@ class SlowWhenBatched(DatasetObjective):
 def test_the_batch_size_is_what_measures_faster() -> None:
     fast = choose_batch(objectives.build("rebalance"), 25, 100, "cpu")
     assert fast.size == 25 and fast.batched_ms < fast.sequential_ms
-    slow = choose_batch(SlowWhenBatched(), 25, 3, "cpu")
+    slow = choose_batch(SlowWhenBatched(), 2, 3, "cpu")  # 100 ms a trial's step, batched
     assert slow.size == 1 and slow.batched_ms > slow.sequential_ms
     assert "batches of 1" in slow.describe()
+    assert fast.pays and not slow.pays and choose_batch(SlowWhenBatched(), 1, 3, "cpu").pays
     assert choose_batch(SlowWhenBatched(), 1, 3, "cpu").describe() == (
         "trials run in batches of 1 (asked for)")
+
+
+def test_a_batch_measured_not_to_pay_is_not_stacked() -> None:
+    objective = SlowWhenBatched()
+    calls: list[int] = []
+    objective.batch_losses = lambda *args: calls.append(1)  # type: ignore[method-assign]
+    hps = [Hyperparams("adam", 0.01), Hyperparams("adam", 0.02)]
+    results = train_batch(objective, hps, 2, stack=False)
+    assert calls == [] and [r.status for r in results] == ["complete", "complete"]
 
 
 def slow_objective() -> SlowWhenBatched:
@@ -269,7 +279,7 @@ def test_a_sweep_logs_and_tags_its_measured_batch_size(
     storage, tracking = f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db"
     spec = f"{__name__}:slow_objective"
     with caplog.at_level(logging.INFO, logger="sweeps.cli.session"):
-        assert run.main(["--objective", spec, "--n-trials", "3", "--epochs", "2",
+        assert run.main(["--objective", spec, "--n-trials", "3", "--epochs", "2", "--batch", "2",
                          "--study", "slow", "--storage", storage, "--tracking-uri", tracking,
                          "--quiet", "--no-plots"]) == 0
     lines = [r.getMessage() for r in caplog.records if "trials run in batches" in
