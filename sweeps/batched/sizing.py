@@ -66,18 +66,22 @@ class BatchChoice:
 def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
                  per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
     """``wanted`` if a step of ``wanted`` batched trials costs a trial at most
-    ``1 / MIN_GAIN`` of a step of it alone, else 1."""
+    ``1 / MIN_GAIN`` of a step of it alone, else 1. An objective that fails in the probe
+    gets ``wanted`` unmeasured: its first trials fail the same way and say why."""
     from sweeps.batched.trials import batched_stack
 
     if wanted < 2:
         return BatchChoice(wanted, wanted, reason="asked for")
-    stack = batched_stack(objective, [_PROBE] * wanted, epochs, device, per_tensor,
-                          log_steps=log_steps)
-    if stack is None:
-        return BatchChoice(1, wanted, reason="the objective's trials cannot be stacked")
-    batched, sequential = _median_steps(
-        [stack.probe_step, _sequential_step(objective, device, per_tensor)],
-        _synchronizer(device))
+    try:
+        stack = batched_stack(objective, [_PROBE] * wanted, epochs, device, per_tensor,
+                              log_steps=log_steps)
+        if stack is None:
+            return BatchChoice(1, wanted, reason="the objective's trials cannot be stacked")
+        batched, sequential = _median_steps(
+            [stack.probe_step, _sequential_step(objective, device, per_tensor)],
+            _synchronizer(device))
+    except Exception as exc:  # the objective's failure: the sweep reports it as such
+        return BatchChoice(wanted, wanted, reason=f"not measured: {type(exc).__name__}")
     batched /= wanted
     size = wanted if batched * MIN_GAIN <= sequential else 1
     return BatchChoice(size, wanted, batched * 1e3, sequential * 1e3)

@@ -30,8 +30,10 @@ from sweeps.training.loop import TrainResult, train
 from sweeps.training.stats import EpochStats
 
 try:
+    from bad_objectives import Broken
     from minibatch_objectives import HELD_OUT, data, tiny
 except ImportError:  # pragma: no cover
+    from tests.bad_objectives import Broken
     from tests.minibatch_objectives import HELD_OUT, data, tiny
 
 EPOCHS = 4
@@ -255,6 +257,8 @@ def test_the_batch_size_is_what_measures_faster() -> None:
     assert slow.size == 1 and slow.batched_ms > slow.sequential_ms
     assert "batches of 1" in slow.describe()
     assert fast.pays and not slow.pays and choose_batch(SlowWhenBatched(), 1, 3, "cpu").pays
+    broken = choose_batch(Broken(), 25, 3, "cpu")  # its trials fail, and say why, later
+    assert broken.size == 25 and broken.reason == "not measured: ObjectiveStartError"
     assert choose_batch(SlowWhenBatched(), 1, 3, "cpu").describe() == (
         "trials run in batches of 1 (asked for)")
 
