@@ -46,13 +46,13 @@ class MiniBatchBatch(TrialStack):
                  device: str | torch.device, observers: list[tuple[Observer, ...]],
                  chunk: int | None, per_tensor: bool = True,
                  on_result: OnResult | None = None, log_steps: bool = False) -> None:
+        import torch
+
         from objectives import TrialState
         from sweeps.training.recorder import tracked_tensors
         from sweeps.training.step_recorder import RowStepRecorder
 
         try:
-            import torch
-
             device = torch.device(device)
             trial = objective.start_trial(device)
             self.batches = objective.batches(0, device)
@@ -69,29 +69,22 @@ class MiniBatchBatch(TrialStack):
                                         tracked_tensors(self.names, per_tensor),
                                         len(self.batches) if log_steps else None)
 
-    def unbatchable(self) -> str | None:
-        """Why the rows cannot be stacked, or None: one batched forward pass on the first
-        batch with a copy of the trials' state (nothing is consumed). vmap raises
-        RuntimeError on what it cannot batch; anything else is the objective's failure."""
+    def probe_losses(self) -> torch.Tensor:
+        """On the first batch, with a copy of the trials' state."""
         import torch
 
         from objectives import TrialState
 
         generator = torch.Generator(self.device).set_state(self.state.generator.get_state())
-        probe_state = TrialState({k: b.clone() for k, b in self.state.buffers.items()},
-                                 generator)
+        copy = TrialState({k: b.clone() for k, b in self.state.buffers.items()}, generator)
+        return self.minibatch.batch_losses(self.by_name(), copy, self.batches[0])
+
+    def first_loss(self, batched: RuntimeError) -> None:
         try:
-            losses = self.minibatch.batch_losses(self.stacked(), probe_state, self.batches[0])
-        except RuntimeError as exc:
-            return f"vmap cannot trace its batch loss ({exc})"
+            self.minibatch.batch_loss(self.row(0), self.minibatch.start_trial(self.device),
+                                      self.batches[0])
         except Exception as exc:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
-        if losses.shape != (len(self.hps),):
-            return f"its batch_losses has shape {tuple(losses.shape)}, not ({len(self.hps)},)"
-        return None
-
-    def stacked(self) -> dict[str, torch.Tensor]:
-        return dict(zip(self.names, self.params))
 
     def train_step(self, step: int, batch: torch.Tensor) -> None:
         """One optimizer step of every row on ``batch``, the ``step``-th of the run."""
@@ -99,7 +92,7 @@ class MiniBatchBatch(TrialStack):
 
         for p in self.params:
             p.grad = None
-        losses = self.minibatch.batch_losses(self.stacked(), self.state, batch)
+        losses = self.minibatch.batch_losses(self.by_name(), self.state, batch)
         losses.sum().backward()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         self.recorder.before_step(losses, grads)
@@ -117,7 +110,7 @@ class MiniBatchBatch(TrialStack):
             self.train_step(step, batch)
             step += 1
         epoch_loss = self.recorder.epoch_loss() if self.on_loss else None
-        self.recorder.end_epoch(self.minibatch.validate_rows(self.stacked(), self.state))
+        self.recorder.end_epoch(self.minibatch.validate_rows(self.by_name(), self.state))
         if epoch_loss is not None:
             self.step_on_loss(epoch, epoch_loss.tolist())
 

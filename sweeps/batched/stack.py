@@ -70,6 +70,37 @@ class TrialStack:
         """Row ``i``'s parameters (views)."""
         return {n: p[i].detach() for n, p in zip(self.names, self.params)}
 
+    def by_name(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters by name (every row)."""
+        return dict(zip(self.names, self.params))
+
+    def unbatchable(self) -> str | None:
+        """Why the rows cannot be stacked, or None: one batched forward pass before the first
+        epoch (``probe_losses``, which consumes nothing). vmap raises RuntimeError on what it
+        cannot batch (data-dependent control flow, ``.item()``, dynamic shapes), and a
+        batched loss may have the wrong shape; where the unbatched loss fails too
+        (``first_loss``), or anything else is raised, it is the objective's own failure, as
+        in the sequential loop."""
+        try:
+            losses = self.probe_losses()
+        except RuntimeError as exc:
+            self.first_loss(exc)
+            return f"vmap cannot trace its loss ({exc})"
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
+        if losses.shape != (len(self.hps),):
+            return f"its batched loss has shape {tuple(losses.shape)}, not ({len(self.hps)},)"
+        return None
+
+    def probe_losses(self) -> torch.Tensor:
+        """Every row's first loss, batched, with nothing consumed."""
+        raise NotImplementedError
+
+    def first_loss(self, batched: RuntimeError) -> None:
+        """``ObjectiveStartError`` if the batched loss failed with ``batched`` because the
+        objective fails, not the batching: the first row's plain loss fails too."""
+        raise NotImplementedError
+
     def update(self, grads: list[torch.Tensor], step: int) -> None:
         """One update of every row still training, at the lrs of ``step``."""
         import torch

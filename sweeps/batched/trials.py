@@ -166,33 +166,19 @@ class _FullBatch(TrialStack):
         self.recorder = _StackedRecorder(self.params, capacity,
                                          tracked_tensors(self.names, per_tensor))
 
-    def unbatchable(self) -> str | None:
-        """Why the objective's loss cannot be batched, or None: one forward pass before the
-        first epoch. vmap raises RuntimeError on what it cannot batch (data-dependent control
-        flow, ``.item()``, dynamic shapes); a native ``batched_loss`` may return the wrong
-        shape. Anything else is the objective's own failure, as in the sequential loop."""
-        try:
-            probe = self.losses()
-        except RuntimeError as exc:
-            if self.native:
-                raise ObjectiveStartError(f"batched_loss: RuntimeError: {exc}") from exc
-            self.first_loss()  # a loss that fails without vmap too: the objective's failure
-            return f"vmap cannot trace its loss ({exc})"
-        except Exception as exc:
-            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
-        if probe.shape != (len(self.hps),):
-            return f"its batched loss has shape {tuple(probe.shape)}, not ({len(self.hps)},)"
-        return None
+    def probe_losses(self) -> torch.Tensor:
+        return self.losses()
 
-    def first_loss(self) -> None:
-        """The plain loss of the first row; ``ObjectiveStartError`` if it fails."""
+    def first_loss(self, batched: RuntimeError) -> None:
+        if self.native:  # the objective's own batched loss failed
+            raise ObjectiveStartError(f"batched_loss: RuntimeError: {batched}") from batched
         try:
             self.objective.loss(self.row(0))
         except Exception as exc:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
 
     def losses(self) -> torch.Tensor:
-        return self.loss_fn(dict(zip(self.names, self.params)))
+        return self.loss_fn(self.by_name())
 
     def step(self, epoch: int) -> torch.Tensor:
         """One epoch's step of every row; returns the rows' losses."""

@@ -26,7 +26,7 @@ from sweeps.cli import run
 from sweeps.optim import OPTIMIZERS, SCHEDULERS
 from sweeps.study.results import RUN_ID_ATTR, counted_trials
 from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import TrainResult, train
+from sweeps.training.loop import ObjectiveStartError, TrainResult, train
 from sweeps.training.stats import EpochStats
 
 try:
@@ -223,6 +223,28 @@ def test_an_objective_that_cannot_stack_trials_runs_them_one_at_a_time_saying_wh
                         "batch_losses (objectives.DatasetObjective has one)"]
     for result, hp in zip(results, hps, strict=True):
         assert_same(result, train(objective.inner, hp, 3), rel=0)
+
+
+class Failing(nn.Module):
+    """A module whose forward fails, batched or not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(4, dtype=torch.float64))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("forward is broken")
+
+
+def test_a_loss_that_fails_unbatched_too_is_the_objectives_failure_not_a_fallback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    objective = DatasetObjective(Failing(), data(0), batch_size=8,
+                                 loss_fn=nn.functional.cross_entropy, name="failing")
+    hps = [Hyperparams("adam", 0.01), Hyperparams("adam", 0.02)]
+    with caplog.at_level(logging.WARNING, logger="sweeps.batched"):
+        with pytest.raises(ObjectiveStartError, match="RuntimeError: forward is broken"):
+            train_batch(objective, hps, 2)
+    assert not caplog.records  # no "run one at a time" on the way
 
 
 def test_validation_falls_back_to_one_row_at_a_time_for_metrics_vmap_cannot_trace() -> None:
