@@ -38,6 +38,17 @@ def tiny(batch_size: int = 8, drop_last: bool = False, shuffle: bool = True,
                    "dropout": dropout, "seed": seed})
 
 
+def line() -> DatasetObjective:
+    """A linear regression on ``data``'s inputs (their sum), float64, batches of 8: a large
+    enough lr makes it diverge within a few epochs."""
+    inputs, _ = data(0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layer = nn.Linear(FEATURES, 1).double()
+    return DatasetObjective(layer, (inputs, inputs.sum(dim=1, keepdim=True)), batch_size=8,
+                            loss_fn=nn.functional.mse_loss)
+
+
 def misshapen(part: str = "inputs") -> DatasetObjective:
     """``tiny`` with validation data that does not fit: a feature too many (``part=inputs``)
     or a target too few (``part=targets``); its construction fails."""

@@ -20,9 +20,9 @@ from sweeps.training.loop import Observer, TrainResult, train
 from sweeps.training.stats import EPOCH_METRICS, EpochStats
 
 try:
-    from minibatch_objectives import HELD_OUT, ROWS, data, model, tiny
+    from minibatch_objectives import HELD_OUT, ROWS, data, line, model, tiny
 except ImportError:  # pragma: no cover
-    from tests.minibatch_objectives import HELD_OUT, ROWS, data, model, tiny
+    from tests.minibatch_objectives import HELD_OUT, ROWS, data, line, model, tiny
 
 CPU = torch.device("cpu")
 EPOCHS = 4
@@ -225,13 +225,7 @@ def test_validation_metrics_reach_observers_and_the_frame() -> None:
 
 
 def test_a_diverging_trial_fails_at_its_first_non_finite_epoch() -> None:
-    inputs, _ = data(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        layer = nn.Linear(4, 1).double()
-    line = DatasetObjective(layer, (inputs, inputs.sum(dim=1, keepdim=True)), batch_size=8,
-                            loss_fn=nn.functional.mse_loss)
-    result = train(line, Hyperparams("sgd", 1e8), 12, chunk=2)
+    result = train(line(), Hyperparams("sgd", 1e8), 12, chunk=2)
     assert result.status == "failed" and result.failure is not None
     assert result.failure.startswith("non-finite")
     assert 0 < result.failure_epoch == result.epochs_run < 12

@@ -17,10 +17,10 @@ from sweeps.training.recorder import StepRecorder
 from sweeps.training.stats import EPOCH_METRICS, STEP_METRICS, EpochStats, StepTrace
 
 try:
-    from minibatch_objectives import data, model, tiny
+    from minibatch_objectives import data, line, model, tiny
     from toy_objectives import Quadratic
 except ImportError:  # pragma: no cover
-    from tests.minibatch_objectives import data, model, tiny
+    from tests.minibatch_objectives import data, line, model, tiny
     from tests.toy_objectives import Quadratic
 
 CPU = torch.device("cpu")
@@ -121,19 +121,12 @@ def test_a_full_batch_objective_ignores_log_steps() -> None:
 
 
 def test_a_diverging_run_keeps_the_steps_of_its_finite_epochs() -> None:
-    inputs, _ = data(0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        layer = nn.Linear(4, 1).double()
-    from objectives.dataset import DatasetObjective
-
-    line = DatasetObjective(layer, (inputs, inputs.sum(dim=1, keepdim=True)), batch_size=8,
-                            loss_fn=nn.functional.mse_loss)
-    result = train(line, Hyperparams("sgd", 1e8), 12, chunk=2, log_steps=True)
+    diverging = line()
+    result = train(diverging, Hyperparams("sgd", 1e8), 12, chunk=2, log_steps=True)
     assert result.status == "failed" and 0 < result.epochs_run < 12
     trace = result.history.trace
     assert trace is not None and len(trace.steps) == result.epochs_run
-    assert len(trace) == result.epochs_run * line.steps_per_epoch
+    assert len(trace) == result.epochs_run * diverging.steps_per_epoch
     assert trace.indices.tolist() == list(range(len(trace)))
 
 
