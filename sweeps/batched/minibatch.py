@@ -15,11 +15,11 @@ measures it before a sweep's first batch.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from sweeps.batched.stack import OnResult, TrialStack, stacked
 from sweeps.training.loop import ObjectiveStartError, Observer, default_chunk
+from sweeps.training.minibatch import last_epoch_loss
 
 if TYPE_CHECKING:
     import torch
@@ -118,5 +118,5 @@ class MiniBatchBatch(TrialStack):
               ) -> tuple[float, dict[str, torch.Tensor] | None]:
         """As ``train_minibatch``: the mean training loss of the last epoch run, and the
         row's buffers."""
-        final = next((float(p.loss[-1]) for p in reversed(self.parts[i]) if len(p)), math.nan)
-        return final, {k: b[i].detach().clone() for k, b in self.state.buffers.items()}
+        return last_epoch_loss(self.parts[i]), {k: b[i].detach().clone()
+                                                for k, b in self.state.buffers.items()}

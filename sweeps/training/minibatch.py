@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from objectives import MiniBatchObjective
     from sweeps.training.stats import EpochStats
 
-__all__ = ["train_minibatch"]
+__all__ = ["last_epoch_loss", "train_minibatch"]
 
 
 def train_minibatch(
@@ -125,7 +125,13 @@ def train_minibatch(
         bad_epoch, what = outcome
         return finish(observers, parts, "failed", math.nan, f"non-finite {what}", bad_epoch,
                       None)
-    final = next(float(p.loss[-1]) for p in reversed(parts) if len(p))
+    final = last_epoch_loss(parts)
     detached = {k: v.detach() for k, v in params.items()}
     buffers = {k: v.detach() for k, v in state.buffers.items()}
     return finish(observers, parts, outcome, final, None, None, detached, buffers)
+
+
+def last_epoch_loss(parts: list[EpochStats]) -> float:
+    """The mean training loss of the last epoch in ``parts`` (a mini-batch trial's
+    ``final_loss``); NaN if there is none."""
+    return next((float(p.loss[-1]) for p in reversed(parts) if len(p)), math.nan)
