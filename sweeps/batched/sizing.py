@@ -50,7 +50,8 @@ class BatchChoice:
 
     @property
     def pays(self) -> bool:
-        """False where batching was measured not to pay (then nothing should batch)."""
+        """False where batching was measured not to pay: nothing batches then, the plots'
+        reference run (a rider) included."""
         return self.size > 1 or math.isnan(self.batched_ms)
 
     def describe(self) -> str:

@@ -99,7 +99,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     parent.tag("trial_batch", str(choice.size))
     parent.tag("trial_batch_reason", choice.describe())
     sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker,
-                  trial_batch=choice.size, stack=choice.pays)
+                  batching=choice)
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None
     if config.plots:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import optuna
 
     from objectives import Objective
+    from sweeps.batched.sizing import BatchChoice
     from sweeps.study.config import SweepConfig
     from sweeps.study.interrupts import Started
     from sweeps.study.metric import StudyMetric
@@ -85,12 +86,11 @@ class Sweep:
     tracker: SweepTracker
     listeners: list[SweepListener] = field(default_factory=list)
     riders: list[Rider] = field(default_factory=list)
-    trial_batch: int | None = None  # trials a batch: measured (sweeps.batched.sizing),
-    # at most config.batch; None: config.batch
-    stack: bool = True  # False: batching was measured not to pay; riders train on their own
+    batching: BatchChoice | None = None  # trials a batch, measured (sweeps.batched.sizing);
+    # None: config.batch
 
     def run(self) -> None:
-        """Run trials, ``trial_batch`` at a time, until the study holds its target of
+        """Run trials, ``batching.size`` at a time, until the study holds its target of
         finished trials (or the timeout passes)."""
         deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
         while True:
@@ -117,7 +117,7 @@ class Sweep:
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         unfinished = self.config.n_trials - len(counted_trials(self.study))
         share = -(-unfinished // self.config.workers)
-        batch = self.trial_batch or self.config.batch
+        batch = self.batching.size if self.batching is not None else self.config.batch
         size = min(batch, share, unfinished - len(running))
         if self.config.sampler == "grid":
             size = min(size, grid_points_left(self.study, self.space))
@@ -180,7 +180,7 @@ class Sweep:
                                   chunk=default_chunk(self.epochs),
                                   per_tensor=self.config.per_tensor,
                                   log_steps=self.config.log_steps, on_result=on_result,
-                                  stack=self.stack)
+                                  stack=self.batching is None or self.batching.pays)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],
