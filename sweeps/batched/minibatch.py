@@ -65,7 +65,8 @@ class MiniBatchBatch(TrialStack):
         self.minibatch = objective
         self.state = TrialState({k: stacked(b, len(hps)) for k, b in trial.buffers.items()},
                                 trial.generator)
-        self.recorder = RowStepRecorder(self.params, chunk or default_chunk(epochs),
+        self.recorder = RowStepRecorder(self.params,
+                                        chunk or default_chunk(epochs, len(self.batches)),
                                         tracked_tensors(self.names, per_tensor),
                                         len(self.batches) if log_steps else None)
 
@@ -118,5 +119,12 @@ class MiniBatchBatch(TrialStack):
               ) -> tuple[float, dict[str, torch.Tensor] | None]:
         """As ``train_minibatch``: the mean training loss of the last epoch run, and the
         row's buffers."""
-        return last_epoch_loss(self.parts[i]), {k: b[i].detach().clone()
+        pos = self.ids.index(i)
+        return last_epoch_loss(self.parts[i]), {k: b[pos].detach().clone()
                                                 for k, b in self.state.buffers.items()}
+
+    def keep_rows(self, index: torch.Tensor) -> None:
+        from objectives import TrialState
+
+        self.state = TrialState({k: b.index_select(0, index)
+                                 for k, b in self.state.buffers.items()}, self.state.generator)

@@ -27,6 +27,7 @@ class StackedRule:
         if not all(self.supports(s) for s in settings):
             raise ValueError(f"{type(self).__name__} cannot repeat torch for these settings")
         self.rows = rows
+        self.device = like.device
         self.step_count = 0
         self.state: list[Any] = []  # per parameter tensor: the rule's buffers, or None
         self.columns = {key: _column([s[key] for s in settings], like) for key in self.uses}
@@ -46,6 +47,25 @@ class StackedRule:
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         raise NotImplementedError
+
+    def keep(self, rows: list[int], at: slice) -> None:
+        """Keep the settings and state of ``rows`` only (positions in this rule's slice),
+        which now lie at ``at`` of the stacked tensors (``TrialStack.compact``)."""
+        import torch
+
+        index = torch.tensor(rows, device=self.device)
+        self.columns = {key: column[index] for key, column in self.columns.items()}
+        self.state = [_take(s, index) for s in self.state]
+        self.rows = at
+
+
+def _take(state: Any, index: Tensor) -> Any:
+    """The rows ``index`` of a rule's buffer (a tensor, a tuple of them, or None)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(t.index_select(0, index) for t in state)
+    return state.index_select(0, index)
 
 
 def _column(values: list[float], like: Tensor) -> Tensor:

@@ -1,6 +1,12 @@
 """What every batch of trials shares: parameters stacked one row per trial, the update rules
 over their rows, and the bookkeeping that hands each trial's statistics to its own observers
-and ends each trial on its own (pruned, failed, complete)."""
+and ends each trial on its own (pruned, failed, complete).
+
+A trial that ends leaves the stack at once: after each chunk of statistics the rows still
+training are gathered into smaller stacked tensors (parameters, optimizer state, learning
+rates, buffers, the recorder), so an ended trial costs nothing from its next step on. A
+configuration keeps its index in ``hps`` (``ids`` maps each row to it); the rows keep their
+order, so each optimizer's rows stay one slice."""
 
 from __future__ import annotations
 
@@ -13,7 +19,14 @@ import numpy as np
 from sweeps.batched.lr_tables import TABULATED, LossSchedule, lr_tables
 from sweeps.batched.rules import RULES, StackedRule
 from sweeps.optim.optimizers import group_options
-from sweeps.training.loop import ObjectiveStartError, Observer, Status, TrainResult, finish
+from sweeps.training.loop import (
+    ObjectiveStartError,
+    Observer,
+    Status,
+    TrainResult,
+    finish,
+    report,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -62,13 +75,15 @@ class TrialStack:
         self.lr_host = np.asarray(tables).T.copy()
         self.parts: list[list[EpochStats]] = [[] for _ in hps]
         self.results: list[TrainResult | None] = [None] * size
-        self.active = list(range(size))
-        self.live_rules = list(self.rules)  # rules with a row still training
-        self.recorder: Any = None  # set by the subclass: full, size, drain() -> per row
+        self.ids = list(range(size))  # the configuration of each row
+        self.active = list(range(size))  # configurations still training
+        self.recorder: Any = None  # set by the subclass: full, size, drain() -> per row,
+        # for_rows(params) -> the same recorder for fewer rows
 
     def row(self, i: int) -> dict[str, torch.Tensor]:
-        """Row ``i``'s parameters (views)."""
-        return {n: p[i].detach() for n, p in zip(self.names, self.params)}
+        """Configuration ``i``'s parameters (views of its row)."""
+        pos = self.ids.index(i)
+        return {n: p[pos].detach() for n, p in zip(self.names, self.params)}
 
     def by_name(self) -> dict[str, torch.Tensor]:
         """The stacked parameters by name (every row)."""
@@ -107,27 +122,32 @@ class TrialStack:
 
         lr = self.lr[step]
         with torch.no_grad():
-            for rule in self.live_rules:
+            for rule in self.rules:
                 rule.step(self.params, grads, lr[rule.rows])
 
     def step_on_loss(self, epoch: int, losses: list[float]) -> None:
-        """Step each schedule that steps on its row's loss; a new lr sets every later step's."""
+        """Step each schedule that steps on its row's loss (``losses``: one per row); a new lr
+        sets every later step's."""
         later = (epoch + 1) * self.steps_per_epoch
-        for i, schedule in self.on_loss.items():
-            new_lr = schedule.step(losses[i])
+        for pos, i in enumerate(self.ids):
+            schedule = self.on_loss.get(i)
+            new_lr = schedule.step(losses[pos]) if schedule is not None else None
             if new_lr is not None and later < len(self.lr):
-                self.lr[later:, i] = new_lr
-                self.lr_host[later:, i] = new_lr
+                self.lr[later:, pos] = new_lr
+                self.lr_host[later:, pos] = new_lr
 
     def deliver(self, chunk: list[EpochStats]) -> None:
-        """Hand each active row its statistics; end the rows that went non-finite or that an
-        observer prunes."""
-        for i, stats in enumerate(chunk):
-            if i not in self.active:
-                continue
-            bad = stats.first_nonfinite()
-            if bad is not None:
-                stats = stats.head(bad[0] - stats.start)
+        """Hand each active row its statistics, every row's ``on_report`` first (rows prune
+        each other in lockstep); end the rows that went non-finite or that an observer
+        prunes."""
+        cut: dict[int, tuple[EpochStats, tuple[int, str] | None]] = {}
+        for i, stats in zip(self.ids, chunk):
+            if i in self.active:
+                bad = stats.first_nonfinite()
+                cut[i] = (stats if bad is None else stats.head(bad[0] - stats.start), bad)
+        for i, (stats, _) in cut.items():  # every row reports before any is judged
+            report(stats, self.observers[i])
+        for i, (stats, bad) in cut.items():
             self.parts[i].append(stats)
             stop = False
             for observer in self.observers[i]:
@@ -139,8 +159,8 @@ class TrialStack:
 
     def end(self, i: int, status: Status, failure: str | None,
             failure_epoch: int | None) -> None:
-        """End row ``i``: its result, its observers told, ``on_result`` called; its rule
-        stops updating once all of its rows have ended."""
+        """End configuration ``i``: its result, its observers told, ``on_result`` called. Its
+        row still trains until the stack is compacted (``compact``)."""
         params = {n: p.clone() for n, p in self.row(i).items()}
         final, buffers = math.nan, None
         if status != "failed":
@@ -152,9 +172,6 @@ class TrialStack:
                         failure_epoch, kept, buffers if kept is not None else None)
         self.results[i] = result
         self.active.remove(i)
-        live = set(self.active)
-        self.live_rules = [r for r in self.rules
-                           if live.intersection(range(r.rows.start, r.rows.stop))]
         if self.on_result is not None:
             self.on_result(i, result)
 
@@ -169,6 +186,8 @@ class TrialStack:
                     self.deliver(self.recorder.drain())
                     if not self.active:
                         break
+                    if len(self.active) < len(self.ids):
+                        self.compact()
         except Exception as exc:
             if self.recorder.size:
                 self.deliver(self.recorder.drain())
@@ -181,6 +200,34 @@ class TrialStack:
         for i in list(self.active):
             self.end(i, "complete", None, None)
         return self.finished()
+
+    def compact(self) -> None:
+        """Keep only the rows of configurations still training (right after a drain: the
+        recorder holds nothing)."""
+        import torch
+
+        kept = [pos for pos, i in enumerate(self.ids) if i in self.active]
+        index = torch.tensor(kept, device=self.device)
+        self.params = [p.detach().index_select(0, index).requires_grad_(True)
+                       for p in self.params]
+        rules = []
+        for rule in self.rules:
+            mine = [pos for pos in kept if rule.rows.start <= pos < rule.rows.stop]
+            if mine:
+                start = kept.index(mine[0])
+                rule.keep([pos - rule.rows.start for pos in mine],
+                          slice(start, start + len(mine)))
+                rules.append(rule)
+        self.rules = rules
+        self.lr = self.lr[:, index].contiguous()
+        self.lr_host = self.lr_host[:, kept].copy()
+        self.ids = [self.ids[pos] for pos in kept]
+        self.keep_rows(index)
+        self.recorder = self.recorder.for_rows(self.params)
+
+    def keep_rows(self, index: torch.Tensor) -> None:
+        """Keep the rows ``index`` of what the subclass stacks besides the parameters."""
+        return None
 
     def train_epoch(self, epoch: int) -> None:
         """One epoch of every row, recorded in ``self.recorder``."""

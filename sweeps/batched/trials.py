@@ -235,6 +235,12 @@ class _StackedRecorder:
     def full(self) -> bool:
         return self.size == self.capacity
 
+    def for_rows(self, params: list[torch.Tensor]) -> _StackedRecorder:
+        """This recorder, right after a drain, for ``params`` (the rows still training)."""
+        new = _StackedRecorder(params, self.capacity, self.tensors)
+        new.start = self.start
+        return new
+
     def record(self, grads: list[torch.Tensor], losses: torch.Tensor, lrs: np.ndarray) -> None:
         i = self.size
         for theta, grad, p, g in zip(self.theta, self.grad, self.params, grads):

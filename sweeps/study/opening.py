@@ -112,7 +112,7 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, metric: S
     study = optuna.create_study(
         storage=storage, study_name=config.study_name, direction=metric.direction,
         sampler=build_sampler(config.sampler, config.seed, space),
-        pruner=build_pruner(config.pruner, epochs), load_if_exists=True,
+        pruner=build_pruner(config.pruner, epochs, objective), load_if_exists=True,
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:

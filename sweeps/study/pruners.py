@@ -1,4 +1,5 @@
-"""Optuna pruners by name (``--pruner``), each a small builder for a run of ``epochs``."""
+"""Optuna pruners by name (``--pruner``), each a small builder for a run of ``epochs`` of an
+objective (``first_rung``: when its trials may first be pruned)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,48 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PRUNER", "PRUNERS", "build_pruner"]
 
-Builder = Callable[[int], "optuna.pruners.BasePruner"]
+Builder = Callable[[int, int], "optuna.pruners.BasePruner"]  # (epochs, first rung)
+REDUCTION = 3  # successive halving keeps the best third at each rung
 
 
-def _median(epochs: int) -> optuna.pruners.BasePruner:
+def first_rung(objective: object, epochs: int) -> int:
+    """Epochs a trial runs before it can be pruned: the objective's ``prune_warmup`` if it
+    declares one (a data-set objective's validation metric tells after one epoch), else a
+    fifth of the run (a loss trained for thousands of full-batch steps, where warm-up
+    schedules such as ``onecycle`` start slow)."""
+    declared = getattr(objective, "prune_warmup", None)
+    return max(1, int(declared) if declared is not None else epochs // 5)
+
+
+def _halving(epochs: int, first: int) -> optuna.pruners.BasePruner:
+    from sweeps.study.halving import LockstepHalving
+
+    return LockstepHalving(first, epochs, REDUCTION)
+
+
+def _median(epochs: int, first: int) -> optuna.pruners.BasePruner:
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 5)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
 
 
-def _hyperband(epochs: int) -> optuna.pruners.BasePruner:
+def _hyperband(epochs: int, first: int) -> optuna.pruners.BasePruner:
     import optuna
 
-    from sweeps.training.loop import default_chunk
-
-    return optuna.pruners.HyperbandPruner(min_resource=default_chunk(epochs),
-                                          max_resource=epochs)
+    return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=epochs,
+                                          reduction_factor=REDUCTION)
 
 
-def _none(epochs: int) -> optuna.pruners.BasePruner:
+def _none(epochs: int, first: int) -> optuna.pruners.BasePruner:
     import optuna
 
     return optuna.pruners.NopPruner()
 
 
-PRUNERS: dict[str, Builder] = {"median": _median, "hyperband": _hyperband, "none": _none}
-DEFAULT_PRUNER = "median"
+PRUNERS: dict[str, Builder] = {"halving": _halving, "median": _median,
+                               "hyperband": _hyperband, "none": _none}
+DEFAULT_PRUNER = "halving"
 
 
-def build_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    return PRUNERS[name](epochs)
+def build_pruner(name: str, epochs: int, objective: object = None) -> optuna.pruners.BasePruner:
+    return PRUNERS[name](epochs, first_rung(objective, epochs))

@@ -24,8 +24,10 @@ PRUNE_CHECKS = (0.2, 0.4, 0.6, 0.8)  # fractions of the epochs at which the prun
 class OptunaReporter(Observer):
     """Reports the study's metric at each chunk's last epoch as an intermediate value, keeps
     the trial's heartbeat fresh, stops a stalled trial (with ``stall``), and asks the pruner
-    at ``PRUNE_CHECKS`` fractions of the epochs (each question reads every trial of the
-    study: ``PruneView`` shares one read among a batch)."""
+    at its rungs if it has them (``LockstepHalving.rungs``), else at ``PRUNE_CHECKS``
+    fractions of the epochs (each question reads every trial of the study: ``PruneView``
+    shares one read among a batch). The value is reported in ``on_report``, which a stack
+    calls for every row before it asks any row's ``on_chunk``: rows compete in lockstep."""
 
     def __init__(self, trial: optuna.Trial, epochs: int, metric: StudyMetric, view: PruneView,
                  stall: StallWatch | None = None) -> None:
@@ -35,21 +37,28 @@ class OptunaReporter(Observer):
         self.stopped: dict[str, str] = {}  # why the reporter stopped the trial, if it did
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
-        self.checks = sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS})
+        rungs = getattr(trial.study.pruner, "rungs", None)
+        self.checks = (list(rungs) if rungs is not None
+                       else sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS}))
         self.view = view  # shared by the batch: one read of the study per check
         self.reported: dict[int, float] = {}
 
     def on_end(self, result: TrainResult) -> None:
         self.result = result
 
+    def on_report(self, stats: EpochStats) -> None:
+        step = stats.start + len(stats) - 1
+        if len(stats) and step not in self.reported:
+            value = self.metric.latest(stats)
+            self.trial.report(value, step=step)
+            self.reported[step] = value
+
     def on_chunk(self, stats: EpochStats) -> bool:
         self.heartbeat.beat()
         if not len(stats):
             return False
+        self.on_report(stats)
         done = stats.start + len(stats)
-        value = self.metric.latest(stats)
-        self.trial.report(value, step=done - 1)
-        self.reported[done - 1] = value
         if self.stall is not None and self.stall.on_chunk(stats):
             assert self.stall.verdict is not None
             self.stopped.update(pruned_by="stalled", pruned_reason=self.stall.verdict.reason)

@@ -148,7 +148,6 @@ class Sweep:
         from sweeps.batched.trials import train_batch
         from sweeps.study.interrupts import settle
         from sweeps.study.prune_view import PruneView
-        from sweeps.training.loop import default_chunk
 
         view = PruneView(self.study)
         riders = [r for r in self.riders if r.history is None]
@@ -177,7 +176,6 @@ class Sweep:
             results = train_batch(self.objective, [s.hparams for s in started]
                                   + [r.hparams for r in riders], self.epochs,
                                   device=self.device, observers=observers + [()] * len(riders),
-                                  chunk=default_chunk(self.epochs),
                                   per_tensor=self.config.per_tensor,
                                   log_steps=self.config.log_steps, on_result=on_result,
                                   stack=self.batching is None or self.batching.pays)

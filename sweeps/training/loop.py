@@ -23,13 +23,19 @@ if TYPE_CHECKING:
     from objectives import Objective
 
 __all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "deliver", "finish",
-           "train", "trainable"]
+           "report", "train", "trainable"]
 
 Status = Literal["complete", "pruned", "failed"]
 
 
 class Observer(Protocol):
     """Receives a trial's statistics. Subclass it and override what you need."""
+
+    def on_report(self, stats: EpochStats) -> None:
+        """Statistics of the epochs just run, before ``on_chunk``: when trials train side by
+        side, every trial's observers hear of a chunk here before any is asked to stop one,
+        so that a decision can weigh the others' values of the same epochs (pruning)."""
+        return None
 
     def on_chunk(self, stats: EpochStats) -> bool:
         """Statistics of the epochs just run; return True to stop (prune) the trial."""
@@ -60,8 +66,12 @@ class ObjectiveStartError(RuntimeError):
     """The objective could not produce a first loss: no trial of it can run."""
 
 
-def default_chunk(epochs: int) -> int:
-    """Epochs per statistics chunk: about 20 chunks a run, 1 to 500 epochs each."""
+def default_chunk(epochs: int, steps_per_epoch: int = 1) -> int:
+    """Epochs per statistics chunk: one epoch where an epoch is several steps (a mini-batch
+    objective reports every epoch, so that it can be pruned after any), else about 20
+    chunks a run, 1 to 500 epochs each."""
+    if steps_per_epoch > 1:
+        return 1
     return max(1, min(500, epochs // 20))
 
 
@@ -163,10 +173,20 @@ def deliver(stats: EpochStats, observers: tuple[Observer, ...],
     if bad is not None:
         stats = stats.head(bad[0] - stats.start)
     parts.append(stats)
+    report(stats, observers)
     stop = False
     for observer in observers:  # every observer sees every chunk
         stop = observer.on_chunk(stats) or stop
     return bad if bad is not None else ("pruned" if stop else "complete")
+
+
+def report(stats: EpochStats, observers: tuple[Observer, ...]) -> None:
+    """Every observer's ``on_report`` of ``stats`` (observers that are not ``Observer``
+    subclasses may lack it)."""
+    for observer in observers:
+        hook = getattr(observer, "on_report", None)
+        if hook is not None:
+            hook(stats)
 
 
 def trainable(initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

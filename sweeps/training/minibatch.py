@@ -79,7 +79,7 @@ def train_minibatch(
     spec = SCHEDULERS[hp.scheduler]
     per_step = scheduler is not None and spec.per_step
     per_epoch = scheduler is not None and not spec.per_step
-    recorder = StepRecorder(leaves, chunk or default_chunk(epochs),
+    recorder = StepRecorder(leaves, chunk or default_chunk(epochs, len(batches)),
                             tracked_tensors(list(params), per_tensor),
                             step_trace=len(batches) if log_steps else None)
     group = optimizer.param_groups[0]

@@ -76,6 +76,7 @@ class RowStepRecorder:
                                       device=like.device)
         self._trace_lr: list[np.ndarray] = []
         self._trace_start = 0  # global index of the first step since the last drain
+        self._step_trace = step_trace
         self.capacity = capacity
         self.start = 0  # epoch of the first row
         self.size = 0  # epochs ended since the last drain
@@ -195,6 +196,16 @@ class RowStepRecorder:
         self.start += n
         self.size = 0
         return out
+
+    def for_rows(self, params: list[torch.Tensor]) -> RowStepRecorder:
+        """This recorder, right after a drain, for ``params``: the rows still training
+        (``sweeps.batched.stack.TrialStack.compact``); it goes on at the same epoch."""
+        if self.size:
+            raise RuntimeError("for_rows needs a drained recorder")
+        new = RowStepRecorder(params, self.capacity, self._tensors, self._step_trace)
+        new.start, new._trace_start = self.start, self._trace_start
+        new._first = self._first if self.start == 0 else None
+        return new
 
 
 class StepRecorder:
