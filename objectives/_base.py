@@ -48,6 +48,9 @@ class Objective(Protocol):
 #     gives --lr-min/--lr-max or --lr-range auto; optimizers it leaves out keep the defaults.
 #     Without it a sweep centres the intervals of a mini-batch objective on an LR range test
 #     and gives any other objective the fixed defaults (``sweeps.study.opening``).
+#   prune_warmup: int: epochs a trial runs before the sweep's pruner may stop it (the first
+#     rung of ``--pruner halving``); without it, a fifth of the run (``sweeps.study.pruners``).
+#     ``objectives.DatasetObjective`` declares 1: its validation metric tells after an epoch.
 
 
 def evaluate(objective: Objective, params: dict[str, torch.Tensor],

@@ -49,7 +49,9 @@ class DatasetObjective:
     scored with ``loss_fn`` on the validation data after each epoch as ``val_<name>`` and
     ``val_loss``. ``seed`` fixes the batch order and the trial's dropout stream; the module's
     parameters and buffers are snapshotted at construction. ``lr_ranges`` (optimizer name ->
-    (low, high)) are the learning-rate intervals a sweep searches by default.
+    (low, high)) are the learning-rate intervals a sweep searches by default;
+    ``prune_warmup`` is the epochs a trial runs before a sweep's pruner may stop it (a
+    trial's validation metric is reported after every epoch).
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class DatasetObjective:
         default_epochs: int = 20,
         arguments: Mapping[str, Any] | None = None,
         lr_ranges: Mapping[str, tuple[float, float]] | None = None,
+        prune_warmup: int = 1,
     ) -> None:
         check_count("batch_size", batch_size)
+        check_count("prune_warmup", prune_warmup)
         check_count("default_epochs", default_epochs)
         check_count("seed", seed, minimum=0)
         inputs, targets = _materialise("train", train)
@@ -101,6 +105,7 @@ class DatasetObjective:
         self._metrics = metrics
         self._arguments = dict(arguments or {})
         self.lr_ranges = _intervals(lr_ranges)
+        self.prune_warmup = prune_warmup
         self._on_device: dict[tuple[str, torch.device], _Pair] = {}
         self._rows_vmap = True  # validate_rows still tries one vmap over the rows
 

@@ -171,6 +171,22 @@ class PostgresCluster(_Service):
         shutil.rmtree(self.base_dir, ignore_errors=True)
         self.base_dir = None
 
+    def pause(self) -> None:
+        """Stop the server at once (immediate mode), keeping its data: clients' next
+        queries fail until ``resume``."""
+        pg_ctl = _find_pg_binary("pg_ctl")
+        assert pg_ctl is not None and self._running
+        self._run([pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
+        self._running = False
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port."""
+        pg_ctl = _find_pg_binary("pg_ctl")
+        assert pg_ctl is not None and not self._running
+        self._run([pg_ctl, "-D", str(self.data_dir), "-l", str(self.log_file),
+                   "-t", str(self.start_timeout), "-w", "start"])
+        self._running = True
+
     def create_database(self, name: str) -> str:
         """Create database ``name`` and return its SQLAlchemy URL."""
         if not _DB_NAME.fullmatch(name):

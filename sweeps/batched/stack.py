@@ -25,6 +25,8 @@ from sweeps.training.loop import (
     Status,
     TrainResult,
     finish,
+    observe,
+    raise_observer_error,
     report,
 )
 
@@ -151,7 +153,7 @@ class TrialStack:
             self.parts[i].append(stats)
             stop = False
             for observer in self.observers[i]:
-                stop = observer.on_chunk(stats) or stop
+                stop = observe(observer.on_chunk, stats) or stop
             if bad is not None:
                 self.end(i, "failed", f"non-finite {bad[1]}", bad[0])
             elif stop:
@@ -173,7 +175,7 @@ class TrialStack:
         self.results[i] = result
         self.active.remove(i)
         if self.on_result is not None:
-            self.on_result(i, result)
+            observe(self.on_result, i, result)
 
     def run(self) -> list[TrainResult]:
         """Train every row for the epochs, handing each its statistics chunk by chunk; every
@@ -189,6 +191,7 @@ class TrialStack:
                     if len(self.active) < len(self.ids):
                         self.compact()
         except Exception as exc:
+            raise_observer_error(exc)
             if self.recorder.size:
                 self.deliver(self.recorder.drain())
             for i in list(self.active):

@@ -2,14 +2,16 @@
 
 It emits per-epoch statistics in chunks to observers (Optuna reporting, MLflow logging,
 progress); it knows nothing about them. An observer that returns True from ``on_chunk``
-stops the run (pruning).
+stops the run (pruning); an exception an observer raises is not the trial's failure but the
+sweep's (``ObserverError``): it leaves the loop as it is.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -22,8 +24,8 @@ if TYPE_CHECKING:
 
     from objectives import Objective
 
-__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "deliver", "finish",
-           "report", "train", "trainable"]
+__all__ = ["ObjectiveStartError", "Observer", "ObserverError", "TrainResult", "default_chunk", "deliver", "finish",
+           "observe", "raise_observer_error", "report", "train", "trainable"]
 
 Status = Literal["complete", "pruned", "failed"]
 
@@ -64,6 +66,27 @@ class TrainResult:
 
 class ObjectiveStartError(RuntimeError):
     """The objective could not produce a first loss: no trial of it can run."""
+
+
+class ObserverError(Exception):
+    """An observer raised (the study's storage, the tracking server): not the trial's
+    failure. The training loops let the observer's own exception (the cause) out as it is,
+    and the sweep stops with one line; finished trials are kept and it can be resumed."""
+
+
+def observe(hook: Callable[..., Any], *args: Any) -> Any:
+    """``hook(*args)``, an observer's; what it raises comes wrapped in ``ObserverError``."""
+    try:
+        return hook(*args)
+    except Exception as exc:
+        raise ObserverError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def raise_observer_error(exc: Exception) -> None:
+    """If ``exc`` is an ``ObserverError``, raise its cause: a loop's handler of the trial's
+    own failures calls this first."""
+    if isinstance(exc, ObserverError) and exc.__cause__ is not None:
+        raise exc.__cause__
 
 
 def default_chunk(epochs: int, steps_per_epoch: int = 1) -> int:
@@ -142,6 +165,7 @@ def train(
                 if outcome != "complete":
                     break
     except Exception as exc:
+        raise_observer_error(exc)
         if epoch == 0 and recorder.size == 0 and not parts:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
         outcome = flush() if recorder.size else "complete"
@@ -176,7 +200,7 @@ def deliver(stats: EpochStats, observers: tuple[Observer, ...],
     report(stats, observers)
     stop = False
     for observer in observers:  # every observer sees every chunk
-        stop = observer.on_chunk(stats) or stop
+        stop = observe(observer.on_chunk, stats) or stop
     return bad if bad is not None else ("pruned" if stop else "complete")
 
 
@@ -186,7 +210,7 @@ def report(stats: EpochStats, observers: tuple[Observer, ...]) -> None:
     for observer in observers:
         hook = getattr(observer, "on_report", None)
         if hook is not None:
-            hook(stats)
+            observe(hook, stats)
 
 
 def trainable(initial: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -215,5 +239,5 @@ def finish(
     result = TrainResult(status, final, best, len(history), history, failure, failure_epoch,
                          params, verdict, buffers)
     for observer in observers:
-        observer.on_end(result)
+        observe(observer.on_end, result)
     return result

@@ -22,6 +22,7 @@ from sweeps.training.loop import (
     default_chunk,
     deliver,
     finish,
+    raise_observer_error,
     trainable,
 )
 
@@ -111,6 +112,7 @@ def train_minibatch(
                 if outcome != "complete":
                     break
     except Exception as exc:
+        raise_observer_error(exc)
         if not stepped and not parts:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
         outcome = deliver(recorder.drain(), observers, parts) if recorder.size else "complete"
