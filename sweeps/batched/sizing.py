@@ -1,4 +1,6 @@
-"""How many trials a sweep batches: measured on the objective and device, before the first batch.
+"""How many trials a sweep batches: measured on the objective and device before a study's
+first batch, and stored with the study (``for_study``), so that a resumed sweep and every
+``--workers`` process batch the same way: the same seed gives the same study.
 
 Batching pays where a step is dominated by fixed costs (Python, dispatch, small kernels: the
 seed's 16 share counts, a small MLP) and not where it is dominated by arithmetic that the
@@ -6,12 +8,13 @@ batch only multiplies (a convolution on the CPU runs no faster per trial as a gr
 convolution). So ``choose_batch`` times the steady-state step of the wanted batch (rows of one
 probe configuration, Adam: the costliest stacked rule but one) and the step of one trial as
 the sequential loop runs it, both with the statistics the sweep records, and batches only if
-a trial's share of the batched step costs at most half of its step alone (``MIN_GAIN``): the
-trials of one batch cannot be pruned against each other, so a batched sweep runs more
-trial-epochs than one that runs its trials one at a time (1.36x on the seed's default sweep,
-``bench.sweep_throughput``), and a smaller gain per step can lose end to end. After a few
-warm-up steps the two sides step in turn until about ``_PROBE_SECONDS`` have passed (at least
-``_MIN_STEPS`` each), and each side's median step counts; nothing of it is kept.
+a trial's share of the batched step costs at most ``1 / MIN_GAIN`` of its step alone. The
+trials of a batch prune each other in lockstep (``sweeps.study.halving``), but a batch's
+trials are asked of the sampler together, so it learns from fewer finished trials when it
+picks them: a small gain per step is not worth that. After a few warm-up steps the two sides
+step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS`` each), and
+each side's median step counts; nothing of it is kept. A batch that runs out of memory in the
+probe is halved until one fits.
 """
 
 from __future__ import annotations
@@ -20,21 +23,25 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from sweeps.batched.stack import out_of_memory
 from sweeps.training.hparams import Hyperparams
 
 if TYPE_CHECKING:
+    import optuna
+
     from objectives import Objective
 
-__all__ = ["BatchChoice", "choose_batch"]
+__all__ = ["BatchChoice", "choose_batch", "for_study"]
 
 _PROBE = Hyperparams("adam", 1e-4)  # small steps: nothing diverges while the clock runs
 _WARM_UP = 2
 _MIN_STEPS = 3
 _PROBE_SECONDS = 0.15
-MIN_GAIN = 2.0  # batch where a step costs a trial at most 1 / MIN_GAIN of its step alone
+MIN_GAIN = 1.5  # batch where a step costs a trial at most 1 / MIN_GAIN of its step alone
+CHOICE_ATTR = "trial_batch"  # the study's user attribute that keeps the choice
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,57 @@ class BatchChoice:
         """One line for the log."""
         if math.isnan(self.batched_ms) or math.isnan(self.sequential_ms):
             return f"trials run in batches of {self.size} ({self.reason})"
+        why = f"; {self.reason}" if self.reason else ""
         return (f"trials run in batches of {self.size}: a step costs "
                 f"{self.batched_ms:.3g} ms a trial in a batch of {self.wanted}, "
                 f"{self.sequential_ms:.3g} ms one at a time (measured; batching needs "
-                f"{MIN_GAIN:g}x)")
+                f"{MIN_GAIN:g}x{why})")
+
+
+def for_study(study: optuna.Study, objective: Objective, wanted: int, epochs: int,
+              device: str, per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
+    """The choice stored with ``study`` for ``wanted`` (``--batch``), else ``choose_batch``'s,
+    stored there for the next process of the sweep."""
+    from dataclasses import asdict
+
+    stored = dict(study.user_attrs.get(CHOICE_ATTR, {}))
+    if stored.pop("asked", None) == wanted:
+        return BatchChoice(**stored)
+    choice = choose_batch(objective, wanted, epochs, device, per_tensor, log_steps)
+    if not choice.reason.startswith("not measured"):
+        study.set_user_attr(CHOICE_ATTR, {"asked": wanted, **asdict(choice)})
+    return choice
 
 
 def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
                  per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
     """``wanted`` if a step of ``wanted`` batched trials costs a trial at most
-    ``1 / MIN_GAIN`` of a step of it alone, else 1. An objective that fails in the probe
-    gets ``wanted`` unmeasured: its first trials fail the same way and say why."""
+    ``1 / MIN_GAIN`` of a step of it alone, else 1; where ``wanted`` rows run out of memory,
+    half as many (and so on). An objective that fails in the probe gets ``wanted``
+    unmeasured: its first trials fail the same way and say why."""
+    asked = wanted
+    while wanted >= 2:
+        try:
+            choice = _measure(objective, wanted, epochs, device, per_tensor, log_steps)
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            wanted //= 2
+            continue
+        if wanted < asked:
+            return replace(choice, reason=f"{asked} rows ran out of memory")
+        return choice
+    if asked < 2:
+        return BatchChoice(asked, asked, reason="asked for")
+    return BatchChoice(1, asked, reason="2 rows ran out of memory")
+
+
+def _measure(objective: Objective, wanted: int, epochs: int, device: str, per_tensor: bool,
+             log_steps: bool) -> BatchChoice:
+    """``choose_batch`` for ``wanted`` rows (at least 2); raises what running out of memory
+    raises."""
     from sweeps.batched.trials import batched_stack
 
-    if wanted < 2:
-        return BatchChoice(wanted, wanted, reason="asked for")
     try:
         stack = batched_stack(objective, [_PROBE] * wanted, epochs, device, per_tensor,
                               log_steps=log_steps)
@@ -82,6 +125,8 @@ def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
             [stack.probe_step, _sequential_step(objective, device, per_tensor)],
             _synchronizer(device))
     except Exception as exc:  # the objective's failure: the sweep reports it as such
+        if out_of_memory(exc):
+            raise
         return BatchChoice(wanted, wanted, reason=f"not measured: {type(exc).__name__}")
     batched /= wanted
     size = wanted if batched * MIN_GAIN <= sequential else 1

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from sweeps.training.hparams import Hyperparams
     from sweeps.training.stats import EpochStats
 
-__all__ = ["OnResult", "TrialStack"]
+__all__ = ["OnResult", "TrialStack", "out_of_memory", "stacked"]
 
 OnResult = Callable[[int, TrainResult], None]  # (index in the batch, result): a trial ended
 
@@ -101,6 +101,8 @@ class TrialStack:
         try:
             losses = self.probe_losses()
         except RuntimeError as exc:
+            if out_of_memory(exc):
+                raise
             self.first_loss(exc)
             return f"vmap cannot trace its loss ({exc})"
         except Exception as exc:
@@ -244,6 +246,17 @@ class TrialStack:
     def finished(self) -> list[TrainResult]:
         """Every row's result, in order, once every row has ended."""
         return [r for r in self.results if r is not None]
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """True if ``exc`` is torch running out of memory (on a GPU, or the CPU's allocator)."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)
 
 
 def stacked(tensor: torch.Tensor, rows: int) -> torch.Tensor:

@@ -41,7 +41,11 @@ def summary(frame: Any, metric: StudyMetric, top: int, commands: list[str],
     table = ranked(finished, metric).head(top)[columns].rename(columns={"value": metric.name})
     if metric.name == "loss":  # the value is the final loss: one column says it
         table = table.drop(columns="loss")
-    lines = [f"top {len(table)} of {len(finished)} trials by {metric.name} at the "
+    states = finished["state"].value_counts()
+    trained = int(finished["epochs_run"].fillna(0).sum())
+    lines = [f"trials: {states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} "
+             f"pruned, {states.get('FAIL', 0)} failed; {trained:,} trial-epochs trained",
+             f"top {len(table)} of {len(finished)} trials by {metric.name} at the "
              f"{metric.at} epoch ({metric.direction}):",
              table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     if commands:
