@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -121,9 +122,10 @@ def _measure(objective: Objective, wanted: int, epochs: int, device: str, per_te
                               log_steps=log_steps)
         if stack is None:
             return BatchChoice(1, wanted, reason="the objective's trials cannot be stacked")
-        batched, sequential = _median_steps(
-            [stack.probe_step, _sequential_step(objective, device, per_tensor)],
-            _synchronizer(device))
+        with _one_thread(device):
+            batched, sequential = _median_steps(
+                [stack.probe_step, _sequential_step(objective, device, per_tensor)],
+                _synchronizer(device), _clock(device))
     except Exception as exc:  # the objective's failure: the sweep reports it as such
         if out_of_memory(exc):
             raise
@@ -133,11 +135,11 @@ def _measure(objective: Objective, wanted: int, epochs: int, device: str, per_te
     return BatchChoice(size, wanted, batched * 1e3, sequential * 1e3)
 
 
-def _median_steps(steps: list[Callable[[int], None]],
-                  sync: Callable[[], None]) -> list[float]:
-    """Steady-state seconds per call of each of ``steps``: the calls alternate, so that each
-    sees the same load from other processes, and the median call counts, so that a call
-    slowed by one does not decide."""
+def _median_steps(steps: list[Callable[[int], None]], sync: Callable[[], None],
+                  clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Steady-state seconds (of ``clock``) per call of each of ``steps``: the calls
+    alternate, and the median call counts, so that a call slowed by something else does not
+    decide."""
     for i in range(_WARM_UP):
         for step in steps:
             step(i)
@@ -147,10 +149,10 @@ def _median_steps(steps: list[Callable[[int], None]],
     i = _WARM_UP
     while i < _WARM_UP + _MIN_STEPS or time.perf_counter() - start < _PROBE_SECONDS:
         for step, seen in zip(steps, times):
-            began = time.perf_counter()
+            began = clock()
             step(i)
             sync()
-            seen.append(time.perf_counter() - began)
+            seen.append(clock() - began)
         i += 1
     return [statistics.median(seen) for seen in times]
 
@@ -210,6 +212,33 @@ def _sequential_step(objective: Objective, device: str,
             update()
 
     return step
+
+
+def _clock(device: str) -> Callable[[], float]:
+    """What a probe step is timed by: on the CPU the thread's CPU time, which other
+    processes on the machine do not inflate (on a loaded machine a short step that loses its
+    core once reads many times its length, which would decide for batching by chance; the
+    probe runs on one thread, ``_one_thread``, so that no CPU time is spent waiting for
+    another); on a GPU the wall clock, with the device synchronised."""
+    import torch
+
+    return time.perf_counter if torch.device(device).type == "cuda" else time.thread_time
+
+
+@contextmanager
+def _one_thread(device: str) -> Iterator[None]:
+    """torch on one intra-op thread for a CPU probe (``_clock``); as it was after."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _synchronizer(device: str) -> Callable[[], None]:
