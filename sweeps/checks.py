@@ -64,7 +64,12 @@ def writable_file(field: str, path: str, suffix: str | None = None) -> None:
     target = Path(path)
     if suffix is not None and target.suffix.lower() != suffix:
         raise UsageError(field, path, f"use a file name ending in {suffix}")
-    if target.is_dir() or not target.parent.is_dir():
+    try:
+        usable = not target.is_dir() and target.parent.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise UsageError(field, path, f"use a file path in an existing folder "
+                                      f"({exc.strerror})") from None
+    if not usable:
         raise UsageError(field, path, "use a file path in an existing folder")
 
 

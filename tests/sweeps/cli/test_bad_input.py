@@ -11,7 +11,6 @@ import hashlib
 import importlib
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -29,6 +28,19 @@ from hypothesis import strategies as st
 from sweeps.cli.common import guarded
 from sweeps.cli.run import build_parser, config_from_args
 from sweeps.study.config import SweepConfig, field_names, load_toml
+from tests.sweeps.cli.run_inputs import (
+    CHOICES,
+    FLOATS,
+    FREE,
+    LEAST,
+    NAME_LISTS,
+    NAMED,
+    PROBED,
+    SWITCHES,
+    RunInput,
+    field_inputs,
+    run_inputs,
+)
 
 STUDY = "s"  # the prepared study: 2 trials of 20 epochs in sqlite:///mlruns/optuna.db
 STUDY_ARGS = ("--n-trials", "2", "--epochs", "20", "--study", STUDY, "--quiet")
@@ -188,12 +200,21 @@ CASES = [
     run("run-bad-device", ["--device", "gpu"], "device", "gpu"),
     run("run-log-every-zero", ["--log-every", "0"], "log-every", "0"),
     run("run-workers-zero", ["--workers", "0"], "workers", "0"),
+    run("run-threads-zero", ["--threads", "0"], "threads", "0"),
+    run("run-batch-zero", ["--batch", "0"], "batch", "0"),
+    run("run-unknown-direction", ["--direction", "up"], "direction", "up"),
+    run("run-unknown-metric-at", ["--metric-at", "first"], "metric-at", "first"),
+    run("run-lr-range-auto-with-lr-min", ["--lr-range", "auto", "--lr-min", "1e-4"],
+        "lr-range", "auto"),
     run("run-timeout-zero", ["--timeout", "0"], "timeout", "0"),
     run("run-study-path", ["--study", "../x"], "study", "../x"),
     run("run-study-300-chars", ["--study", LONG_NAME], "study", LONG_NAME),
     run("run-study-empty", ["--study", ""], "study", "''"),
     run("run-experiment-space", ["--experiment", "my experiment"],
         "experiment", "my experiment"),
+    run("run-study-trailing-newline", ["--study", "s\n", "--storage", "redis://localhost/0"],
+        "study", "'s\\n'"),
+    run("run-export-name-too-long", ["--export", LONG_NAME], "export", LONG_NAME),
     run("run-export-missing-folder",
         ["--export", "nodir/best.json", "--optimizers", "adam", "--schedulers", "none",
          "--tracking-uri", ABS_TRACKING], "export", "nodir/best.json"),
@@ -467,129 +488,101 @@ def test_refused_resume_prints_one_line_from_a_fresh_process(built_study: Path,
 
 # --------------------------------------------------------------------------- properties
 
-RUN_FLAGS = ["--config", "--objective", "--objective-arg", "--study", "--n-trials", "--epochs",
-             "--optimizers", "--schedulers", "--lr-min", "--lr-max", "--sampler", "--pruner",
-             "--seed", "--storage", "--tracking-uri", "--experiment", "--log-every",
-             "--workers", "--device", "--timeout", "--export", "--quiet"]
-WORDS = ["sgd", "adam,sgd", "lion", "none", "cosine,warp", "tpe", "grid", "median", "cpu", "gpu",
-         "auto", "rebalance", "digits", "nope", "json:dumps", "size=4", "size=x", "colour=red",
-         "=", "a=b=c", "sweep.toml", "missing.toml", ".", "", "-1", "0", "1", "3", "1e-400",
-         "1e400", "nan", "inf", "-inf", "0.5", "../x", "s", "sqlite:///mlruns/optuna.db",
-         "redis://x", "http://127.0.0.1:9", "mlruns", "--", "-"]
-# Real argv cannot hold NUL; surrogates only arise from undecodable bytes.
-TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-               max_size=12)
-# Everything str.splitlines() breaks at: an error message echoing such a value must still be
-# one line (sweeps.cli.common.one_line). Drawn often, not left to chance.
-LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-BROKEN = st.lists(st.one_of(st.sampled_from([*LINE_BREAKS, "\r\n"]), st.sampled_from(WORDS)),
-                  min_size=2, max_size=4).map("".join)
-NUMBERS = st.one_of(st.integers(-10**6, 10**6).map(str),
-                    st.floats(allow_nan=True, allow_infinity=True).map(repr))
-VALUES = st.one_of(st.sampled_from(WORDS), TEXT, BROKEN, NUMBERS)
-ARGV = st.lists(st.one_of(st.tuples(st.sampled_from(RUN_FLAGS), VALUES),
-                          st.tuples(st.sampled_from(RUN_FLAGS)),
-                          st.tuples(VALUES)), max_size=8).map(lambda g: [a for t in g for a in t])
-
-KEYS = st.one_of(st.sampled_from(field_names()),
-                 st.sampled_from(field_names()).map(lambda k: k.replace("_", "-")),
-                 st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True))
-# TOML integers are 64-bit; larger ones are the config-huge-integer case above
-SCALARS = st.one_of(
-    st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), TEXT, BROKEN, st.sampled_from(WORDS), st.just("1979-05-27T07:32:00Z"))
-TOML_VALUES = st.recursive(
-    SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(KEYS, inner, max_size=3)),
-    max_leaves=6)
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        if value == "1979-05-27T07:32:00Z":
-            return value  # an offset date-time
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-
-
-def toml_document(doc: dict[str, Any]) -> str:
-    return "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in doc.items())
-
-
-TOML_TEXT = st.one_of(
-    st.dictionaries(KEYS, TOML_VALUES, max_size=6).map(toml_document),
-    st.lists(st.sampled_from(["n_trials = 3", "epochs = 0", "[sweep]", "optimizers = [",
-                              "sampler = 'tpe'", "x = 1", "= 3", "lr_min = 1e-3",
-                              'objective_args = {size = "4"}', "quiet = 1", "\x00"]),
-             max_size=5).map("\n".join),
-    TEXT, BROKEN)
-TOML_BYTES = st.one_of(TOML_TEXT.map(lambda t: t.encode("utf-8")), st.binary(max_size=40))
-
 PROPERTY = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@PROPERTY
-@given(argv=ARGV, toml=TOML_BYTES)
-def test_random_run_arguments_give_a_config_or_one_error_line(
-        argv: list[str], toml: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "sweep.toml").write_bytes(toml)
-    before = listing(tmp_path)
+def test_the_input_rules_cover_every_config_field() -> None:
+    """``run_inputs`` knows the rule of each field a config file may hold."""
+    ruled = [*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *NAMED, *FREE, *SWITCHES,
+             "objective_args"]
+    assert sorted(ruled) == sorted(field_names())
+
+
+def assert_outcome(drawn: RunInput, status: int, made: list[SweepConfig], err: str) -> None:
+    """Valid: exit status 0, nothing on stderr, a config holding every setting; invalid:
+    exit status 2, no config, one stderr line naming the field (and showing the value)."""
+    if drawn.outcome.error is None:
+        assert (status, err, len(made)) == (0, "", 1)
+        for name, value in drawn.outcome.sets.items():
+            assert getattr(made[0], name) == value, name
+    else:
+        assert status == 2 and not made
+        line = one_error_line(err)
+        assert line.startswith(f"sweeps.run: error: {drawn.outcome.error}"), line
+        if drawn.outcome.shows is not None:
+            assert drawn.outcome.shows in line
+
+
+def write_config(folder: Path, drawn: RunInput) -> None:
+    if drawn.toml is not None:
+        assert drawn.config is not None
+        (folder / drawn.config).write_bytes(drawn.toml)
+
+
+def parse_run_arguments(argv: list[str],
+                        capsys: pytest.CaptureFixture[str]) -> tuple[int, list[SweepConfig], str]:
+    """``argv`` parsed inside main's guard, without running a sweep: the exit status, the
+    config made (if any) and stderr."""
     capsys.readouterr()
     made: list[SweepConfig] = []
 
-    def body() -> int:  # main's guard around the parse, without running a sweep
+    def body() -> int:
         made.append(config_from_args(build_parser().parse_args(argv)))
         return 0
 
     try:
         status = guarded("sweeps.run", body)
-    except SystemExit as exc:
+    except SystemExit as exc:  # argparse's error
         status = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    if status == 0 and not made:  # --help, perhaps abbreviated
-        assert any(a.startswith(("-h", "--h")) for a in argv) and "usage:" in out
-    elif status == 0:
-        assert made[0].validated() == made[0] and err == ""
-    else:
-        assert status == 2
-        one_error_line(err)
+    return status, made, capsys.readouterr().err
+
+
+@PROPERTY
+@given(data=st.data())
+def test_random_run_arguments_give_their_config_or_one_line_naming_the_bad_field(
+        data: st.DataObject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # before the draw: the outcome of --export looks at folders
+    drawn = data.draw(run_inputs(), label="input")
+    write_config(tmp_path, drawn)
+    before = listing(tmp_path)
+    assert_outcome(drawn, *parse_run_arguments(drawn.argv, capsys))
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", PROBED)
+@settings(PROPERTY, max_examples=25)
+@given(data=st.data())
+def test_each_field_on_either_side_of_its_rule_gives_its_config_or_one_line_naming_it(
+        name: str, data: st.DataObject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each field gets a few values of its type (a rule of one field broken does not wait on
+    the draws of the test above to land on it)."""
+    monkeypatch.chdir(tmp_path)
+    drawn = data.draw(field_inputs(name), label="input")
+    write_config(tmp_path, drawn)
+    before = listing(tmp_path)
+    assert_outcome(drawn, *parse_run_arguments(drawn.argv, capsys))
     assert listing(tmp_path) == before
 
 
 @PROPERTY
-@given(toml=TOML_BYTES)
-def test_random_toml_files_give_a_config_or_one_error_line(
-        toml: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "sweep.toml"
-    path.write_bytes(toml)
+@given(data=st.data())
+def test_random_toml_files_give_their_config_or_one_line_naming_the_bad_field(
+        data: st.DataObject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    drawn = data.draw(run_inputs(command_line=False), label="input")
+    assert drawn.config is not None and drawn.argv == ["--config", drawn.config]
+    write_config(tmp_path, drawn)
     capsys.readouterr()
     made: list[SweepConfig] = []
 
     def body() -> int:  # what --config does, inside the guard every command runs in
-        made.append(SweepConfig().with_overrides(load_toml(str(path))).validated())
+        made.append(SweepConfig().with_overrides(load_toml(drawn.config)).validated())
         return 0
 
     status = guarded("sweeps.run", body)
 
-    err = capsys.readouterr().err
-    if status == 0:
-        assert made and err == ""
-    else:
-        assert status == 2 and not made
-        assert one_error_line(err).startswith("sweeps.run: error: ")
+    assert_outcome(drawn, status, made, capsys.readouterr().err)
