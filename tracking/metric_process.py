@@ -3,7 +3,9 @@
 The training process only pickles each chunk's arrays onto a queue (a feeder thread sends
 them); the child owns the ``SqlMetricSink`` and inserts. ``flush`` waits until the child has
 written everything put before it. The child exits when told to, or when its parent is gone
-(after writing what was already queued), so a killed sweep leaves no writer behind.
+(after writing what was already queued), so a killed sweep leaves no writer behind. It does
+no torch work and never imports torch, so it starts no torch threads to compete with the
+sweep's workers for the cores (``sweeps.parallel.threads``).
 """
 
 from __future__ import annotations

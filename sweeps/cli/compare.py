@@ -33,8 +33,8 @@ def build_parser() -> Parser:
     p.add_argument("--state", type=split_names, metavar="a,b,..",
                    help=f"only trials in these states ({', '.join(STATES)})")
     p.add_argument("--verdict", type=split_names, metavar="a,b,..",
-                   help="only trials with these verdicts (stalled, slow, healthy, unstable, "
-                        "diverged)")
+                   help="only trials with these verdicts (stalled, slow, flat, healthy, "
+                        "overfitting, memorizing, unstable, diverged)")
     p.add_argument("--optimizer", type=split_names, metavar="a,b,..",
                    help="only trials of these optimizers")
     p.add_argument("--top", type=int, metavar="K", help="show only the first K rows")

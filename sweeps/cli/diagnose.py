@@ -8,6 +8,10 @@ Prints, per parameter tensor, mean |theta|, |grad|, |delta theta|, the update ra
 epochs needed to move it by 1% of its size; the verdict on the probe run; and learning rates
 from two independent methods: the update-ratio rule (scale the lr so the update ratio lands
 on ``--target-ratio``) and an LR range test (steepest, valley and edge of its loss curve).
+No learning rate is suggested where the lr is not the problem: where the verdict says so
+(``flat``, ``memorizing``, ``overfitting``: a blind or dead layer, the data, the labels) or
+where the range test's loss has no real descent at any lr it tried (it did not fall by more
+than its smoothed noise); the report says which instead of printing a number.
 A mini-batch objective is probed by the training loop itself (its epochs are passes over its
 batches; the validation metrics are printed too), and its range test takes one step per batch
 and reads a smoothed curve (``sweeps.diagnostics.range_test``).
@@ -63,6 +67,7 @@ class Diagnosis:
     range_test: RangeTestResult  # the range test of the probed optimizer
     suggestion: LrSuggestion | None  # the combined suggestion
     epochs: int  # epochs the probe was to run
+    why_none: str | None = None  # why there is no suggestion (None: there is one)
 
 
 def build_parser() -> Parser:
@@ -133,7 +138,7 @@ def diagnose(spec: DiagnoseSpec) -> Diagnosis:
     """Probe, judge, range-test and combine (no output)."""
     from objectives import build, is_minibatch
     from sweeps.diagnostics.probe import probe
-    from sweeps.diagnostics.range_test import combine, range_test
+    from sweeps.diagnostics.range_test import range_test
     from sweeps.training.verdicts import Thresholds, judge, ratio_rule
 
     objective = build(spec.objective, spec.objective_args)
@@ -148,7 +153,28 @@ def diagnose(spec: DiagnoseSpec) -> Diagnosis:
     tested = range_test(objective, spec.hp.optimizer, lr_min=spec.range_min,
                         lr_max=spec.range_max, steps=spec.range_steps, device=device,
                         options=spec.hp.options)
-    return Diagnosis(probed, verdict, ratio_lr, tested, combine(tested, ratio_lr), epochs)
+    suggestion, why = suggest(verdict, tested, ratio_lr)
+    return Diagnosis(probed, verdict, ratio_lr, tested, suggestion, epochs, why)
+
+
+def suggest(verdict: Verdict, tested: RangeTestResult, ratio_lr: float
+            ) -> tuple[LrSuggestion | None, str | None]:
+    """The combined suggestion, or None and why: the verdict says the lr is not the problem,
+    or the range test's loss did not fall at any lr it tried, or no method found one."""
+    from sweeps.diagnostics.range_test import combine
+    from sweeps.training.verdicts import NOT_THE_LR
+
+    if verdict.name in NOT_THE_LR:
+        return None, (f"the learning rate is not the problem (verdict {verdict.name}); fix what "
+                      "the verdict names first")
+    if not tested.descends:
+        tried = (f"the loss did not fall at any lr the range test tried ({tested.lr_min:g} .. "
+                 f"{tested.lrs[-1] if len(tested.lrs) else tested.lr_min:.2g})")
+        if tested.stopped_early and len(tested.lrs) <= max(10, tested.warmup):
+            return None, f"{tried}: it diverged from the start; lower --range-min"
+        return None, f"{tried}: the lr is not what holds it up"
+    suggestion = combine(tested, ratio_lr)
+    return suggestion, None if suggestion is not None else "no method found a learning rate"
 
 
 def _diagnose(args: Any) -> int:
@@ -190,10 +216,10 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
               **{f"objective.{k}": v for k, v in spec.objective_args.items()}}
     run = tracker.start_run(params, {"role": "diagnose"}, run_name="diagnose")
     tracker.writer.put(run.run_id, found.probe.history)
-    metrics = {"ratio_rule_lr": found.ratio_lr, **{f"range_test_{k}_lr": v for k, v in
-                                                    found.range_test.suggestions.items()}}
+    metrics: dict[str, float] = {}
     if found.suggestion is not None:
-        metrics["suggested_lr"] = found.suggestion.lr
+        metrics = {"ratio_rule_lr": found.ratio_lr, "suggested_lr": found.suggestion.lr,
+                   **{f"range_test_{k}_lr": v for k, v in found.range_test.suggestions.items()}}
     tracker.writer.flush()
     with tempfile.TemporaryDirectory() as folder:
         plot_range_test(found.range_test, Path(folder) / "range_test.png",
@@ -201,6 +227,8 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
         found.range_test.to_frame().to_csv(Path(folder) / "range_test.csv", index=False)
         client.log_artifacts(run.run_id, folder)
     tags = {"verdict": found.verdict.name, "verdict_reason": found.verdict.reason}
+    if found.why_none is not None:
+        tags["no_lr_suggestion"] = found.why_none
     run.close("complete", tags, {k: v for k, v in metrics.items() if math.isfinite(v)})
     tracker.close()
     return run.run_id
@@ -208,6 +236,8 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
 
 def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     """The lines ``sweeps.diagnose`` prints."""
+    from sweeps.diagnostics.range_test import DESCENT_FLOOR, DESCENT_Z
+
     hp, probed, tested = spec.hp, found.probe, found.range_test
     epochs = len(probed.history)
     ran = f"{epochs} epochs" + (f" of {probed.steps_per_epoch} batches" if probed.minibatch
@@ -217,23 +247,29 @@ def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     lines = [f"{head}, {stopped}", "",
              probed.to_frame().to_string(float_format=lambda v: f"{v:.4g}"), "",
              *_validation_lines(probed),
-             f"verdict: {found.verdict.name}: {found.verdict.reason}", "",
-             f"suggested learning rates for {hp.optimizer}:"]
+             f"verdict: {found.verdict.name}: {found.verdict.reason}", ""]
+    picks = ", ".join(f"{k} {v:.2g}" for k, v in tested.suggestions.items()) or "none"
+    if not tested.descends:
+        noise = (f"{DESCENT_Z:g}x its noise ({tested.noise:.2g}) or " if tested.minibatch
+                 else "")
+        picks = (f"no real descent: the smoothed loss fell {tested.drop:.2g}, less than "
+                 f"{noise}{DESCENT_FLOOR:.0%} of the loss")
+    early = ", stopped early (diverging)" if tested.stopped_early else ""
+    kind = f" of one batch, smoothed {tested.beta:g}" if tested.minibatch else ""
+    range_line = (f"  range test ({tested.lr_min:g} .. {tested.lr_max:g}, {len(tested.lrs)} "
+                  f"steps{kind}{early}): {picks}")
+    if found.suggestion is None:
+        return [*lines, f"suggested learning rates for {hp.optimizer}: none, {found.why_none}",
+                range_line]
+    lines.append(f"suggested learning rates for {hp.optimizer}:")
     ratio = (f"{found.ratio_lr:.2g}" if math.isfinite(found.ratio_lr)
              else "none (the parameters do not move)")
     lines.append(f"  update-ratio rule (target ratio {spec.target_ratio:g}, seen "
                  f"{probed.update_ratio:.2g} at lr {hp.lr:g}): {ratio}")
-    picks = ", ".join(f"{k} {v:.2g}" for k, v in tested.suggestions.items()) or "none"
-    early = ", stopped early (diverging)" if tested.stopped_early else ""
-    kind = f" of one batch, smoothed {tested.beta:g}" if tested.minibatch else ""
-    lines.append(f"  range test ({tested.lr_min:g} .. {tested.lr_max:g}, {len(tested.lrs)} "
-                 f"steps{kind}{early}): {picks}")
-    if found.suggestion is None:
-        lines.append("  combined: none (no method found a learning rate)")
-    else:
-        s = found.suggestion
-        lines.append(f"  combined: lr {s.lr:.2g} ({s.basis}); methods span {s.low:.2g} .. "
-                     f"{s.high:.2g}")
+    lines.append(range_line)
+    s = found.suggestion
+    lines.append(f"  combined: lr {s.lr:.2g} ({s.basis}); methods span {s.low:.2g} .. "
+                 f"{s.high:.2g}")
     return lines
 
 

@@ -23,6 +23,7 @@ from sweeps.study.config import SweepConfig, load_toml, parse_kv, split_names
 
 if TYPE_CHECKING:
     from sweeps.cli.session import SweepSession
+    from sweeps.parallel.threads import TorchThreads
     from sweeps.parallel.workers import Helpers
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -58,7 +59,7 @@ def build_parser() -> Parser:
                                       "test); default: the objective's, else auto for a "
                                       "mini-batch objective, else fixed; --lr-min/--lr-max win")
     p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
-    p.add_argument("--pruner", help="median (default), hyperband or none")
+    p.add_argument("--pruner", help="halving (default), median, hyperband or none")
     p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,
                    help="stop a trial whose parameters have not moved since it started, "
                         "checked from a tenth of its epochs on (default: on)")
@@ -82,6 +83,8 @@ def build_parser() -> Parser:
     p.add_argument("--log-every", type=int, help="log every Nth epoch to MLflow (default: 1)")
     p.add_argument("--workers", type=int, help="worker processes (default: 1; with more, the "
                                                f"default storage is {WORKERS_STORAGE})")
+    p.add_argument("--threads", type=int, help="torch intra-op threads of each worker process "
+                   "(default: OMP_NUM_THREADS where set, else the cores divided by --workers)")
     p.add_argument("--batch", type=int, help="at most this many trials run together as one "
                    "tensor program, where a measurement at the start says it pays (default: "
                    "25; 1: one at a time)")
@@ -128,8 +131,9 @@ def _run(config: SweepConfig) -> int:
         return _stopped(f"tracking-uri {redact(config.tracking_uri)}", exc)
     except MlflowException as exc:  # its first line is often a wrapper's; say the cause
         return _stopped(f"tracking-uri {redact(config.tracking_uri)}", _innermost(exc))
-    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
-            OSError) as exc:
+    except optuna.exceptions.StorageInternalError as exc:  # a wrapper: say the cause
+        return _stopped("writing the study or the runs", _innermost(exc))
+    except (sqlalchemy.exc.OperationalError, OSError) as exc:
         return _stopped("writing the study or the runs", exc)
 
 
@@ -150,18 +154,40 @@ def _stopped(what: str, exc: BaseException) -> int:
 
 
 def _sweep(config: SweepConfig) -> int:
+    """Open the sweep and drive it, torch running this worker's share of the cores
+    (``sweeps.parallel.threads``); a program that called ``main`` gets its own count back."""
+    import torch
+
+    from sweeps.parallel.threads import use_threads, worker_threads
+
+    command = _started_as_command()
+    threads = worker_threads(config.workers, config.threads, fresh=command)
+    before = torch.get_num_threads()
+    try:
+        return _open_and_drive(config, threads, command)
+    finally:
+        if not command:
+            use_threads(before, own=False)
+
+
+def _open_and_drive(config: SweepConfig, threads: TorchThreads, command: bool) -> int:
     from sweeps.cli.session import open_session, run_helper
+    from sweeps.parallel.threads import use_threads
     from sweeps.parallel.workers import Helpers
 
     helpers = None
     if config.workers > 1:  # forked before any store is opened (see sweeps.parallel.workers)
-        helpers = Helpers(config, config.workers - 1, run_helper, fork=_started_as_command())
+        helpers = Helpers(config, config.workers - 1, run_helper, fork=command,
+                          threads=threads.count)
+    if not threads.user_choice:
+        use_threads(threads.count, own=command)
     try:
         session = open_session(config)
     except BaseException:
         if helpers is not None:
             helpers.cancel()
         raise
+    log.info("%s", threads.describe())
     try:
         return _drive(config, session, helpers)
     finally:

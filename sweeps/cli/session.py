@@ -59,7 +59,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     from mlflow import MlflowClient
 
     from objectives import build
-    from sweeps.batched.sizing import choose_batch
+    from sweeps.batched.sizing import for_study
     from sweeps.checks import resolve_device
     from sweeps.cli.parent_run import ParentRun
     from sweeps.cli.sweep_plots import SweepPlots
@@ -90,11 +90,12 @@ def open_session(config: SweepConfig) -> SweepSession:
                            config.log_every, metrics_db=config.tracking_db and absolute_uri(
                                config.tracking_db, create_folder=False))
     parent = ParentRun(tracker, study, {**_parent_params(config, space, objective, epochs),
-                                        **metric.settings()}, config.seed)
+                                        **metric.settings(),
+                                        "torch_threads": torch.get_num_threads()}, config.seed)
     if tests:
         parent.log_range_tests(tests)
-    choice = choose_batch(objective, config.batch, epochs, device, config.per_tensor,
-                          config.log_steps)
+    choice = for_study(study, objective, config.batch, epochs, device, config.per_tensor,
+                       config.log_steps)
     log.info("%s", choice.describe())
     parent.tag("trial_batch", str(choice.size))
     parent.tag("trial_batch_reason", choice.describe())

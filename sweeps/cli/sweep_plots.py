@@ -16,6 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeps.parallel.threads import AUXILIARY, use_threads
 from sweeps.study.sweep import Rider, SweepListener, TrialOutcome
 from sweeps.training.hparams import Hyperparams
 
@@ -51,13 +52,14 @@ class BestCurves(SweepListener):
 
 
 class SweepPlots:
-    """A child process started with the sweep. While the sweep trains, it imports matplotlib
-    on the other core; at the end only drawing is left."""
+    """A child process started with the sweep, torch in it on one thread. While the sweep
+    trains, it imports matplotlib on the other core; at the end only drawing is left."""
 
     def __init__(self, objective_name: str, objective_args: dict[str, Any], epochs: int,
                  device: str = "cpu") -> None:
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context,
+                                         initializer=use_threads, initargs=(AUXILIARY,))
         args = {k: str(v) for k, v in objective_args.items()}
         self._objective = (objective_name, args, epochs, device)
         self._pool.submit(_warm_up)

@@ -50,8 +50,9 @@ def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
         suggestion = combine(result, None)
         if suggestion is None:
             ranges[name] = OPTIMIZERS[name].lr_range
-            log.warning("range test of %s suggested nothing; keeping %g..%g", name,
-                        *ranges[name])
+            found = ("suggested nothing" if result.descends
+                     else "found no real descent (no lr it tried made the loss fall)")
+            log.warning("range test of %s %s; keeping %g..%g", name, found, *ranges[name])
             continue
         ranges[name] = (suggestion.lr / 10**decades, suggestion.lr * 10**decades)
         suggested[name] = suggestion.lr

@@ -7,9 +7,10 @@ cannot cross a fork. Where ``main`` is called by another program, which may hold
 database connections a fork would share, they are spawned instead. They wait while this process
 creates the study and the MLflow parent run (two processes that both create a study on an
 empty database race on table creation), then each opens its own connections and runs trials
-until the study holds its target, as this process does. A helper that dies is noticed at
-once by a watcher thread here: its trial is failed and its run closed, and the others fill
-the gap.
+until the study holds its target, as this process does, torch in each on the intra-op
+threads this process decided for every worker (``sweeps.parallel.threads``). A helper that
+dies is noticed at once by a watcher thread here: its trial is failed and its run closed,
+and the others fill the gap.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sweeps.study.config import SweepConfig
+from sweeps.parallel.threads import use_threads
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
+    from sweeps.study.config import SweepConfig
     from sweeps.study.sweep import Sweep
 
 __all__ = ["Helpers", "PROCESS_NAME"]
@@ -63,9 +65,12 @@ def _name_process(name: str) -> None:
 
 
 def _helper(work: Callable[[SweepConfig], None], config: SweepConfig, index: int, go: Any,
-            parent: int) -> None:
+            parent: int, threads: int) -> None:
+    import torch  # noqa: F401  (loaded first, so that its thread counts can be set)
+
     from sweeps.parallel.signals import Terminated, exit_status, terminate_as_exception
 
+    use_threads(threads)
     _name_process(PROCESS_NAME.format(index))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process forwards Ctrl-C as SIGTERM
     with terminate_as_exception():
@@ -85,12 +90,12 @@ def _helper(work: Callable[[SweepConfig], None], config: SweepConfig, index: int
 
 class Helpers:
     """``n`` helper processes, started when this is created (before the sweep opens anything),
-    each to call ``work(config)`` (open the sweep, run its trials, close its runs). They start
-    once ``run_with`` runs this process's sweep beside them; ``cancel`` ends helpers whose
-    sweep could not be opened."""
+    each to call ``work(config)`` (open the sweep, run its trials, close its runs) with torch
+    running ``threads`` intra-op threads. They start once ``run_with`` runs this process's
+    sweep beside them; ``cancel`` ends helpers whose sweep could not be opened."""
 
     def __init__(self, config: SweepConfig, n: int, work: Callable[[SweepConfig], None], *,
-                 fork: bool) -> None:
+                 fork: bool, threads: int) -> None:
         if fork:
             _import_libraries(work)
             sys.stdout.flush()  # a forked child flushes what its buffers hold when it ends
@@ -99,7 +104,8 @@ class Helpers:
                    else multiprocessing.get_context("spawn"))
         self._go = context.Event()
         self._processes: list[BaseProcess] = [
-            context.Process(target=_helper, args=(work, config, i, self._go, os.getpid()),
+            context.Process(target=_helper,
+                            args=(work, config, i, self._go, os.getpid(), threads),
                             name=f"worker-{i}")
             for i in range(1, n + 1)]
         for process in self._processes:

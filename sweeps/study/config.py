@@ -23,7 +23,7 @@ from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
 __all__ = ["SweepConfig", "field_names", "load_toml", "parse_kv", "split_names"]
 
 LR_RANGES = ("fixed", "auto")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: no trailing newline
 NAME_RULE = "use 1-100 letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
@@ -52,6 +52,8 @@ class SweepConfig:
     experiment: str | None = None  # MLflow experiment; default: the study name
     log_every: int = 1  # log every Nth epoch's metrics to MLflow
     workers: int = 1  # worker processes on this machine
+    threads: int | None = None  # torch intra-op threads of each worker process; default:
+    # OMP_NUM_THREADS where set, else the cores divided by workers (sweeps.parallel.threads)
     batch: int = 25  # at most this many trials run as one tensor program, where measured
     # to pay (sweeps.batched.sizing); 1: one at a time
     device: str = "auto"  # auto, cpu or cuda
@@ -90,6 +92,8 @@ class SweepConfig:
         checks.at_least("n-trials", self.n_trials, 1)
         checks.at_least("log-every", self.log_every, 1)
         checks.at_least("workers", self.workers, 1)
+        if self.threads is not None:
+            checks.at_least("threads", self.threads, 1)
         checks.at_least("batch", self.batch, 1)
         if self.epochs is not None:
             checks.at_least("epochs", self.epochs, 1)
@@ -158,9 +162,9 @@ def _coerce(name: str, value: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     kinds: dict[str, tuple[type, ...]] = {
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
-        "workers": (int,), "batch": (int,), "lr_min": (int, float), "lr_max": (int, float),
-        "timeout": (int, float), "quiet": (bool,), "plots": (bool,), "prune_stalled": (bool,),
-        "per_tensor": (bool,), "log_steps": (bool,),
+        "workers": (int,), "threads": (int,), "batch": (int,), "lr_min": (int, float),
+        "lr_max": (int, float), "timeout": (int, float), "quiet": (bool,), "plots": (bool,),
+        "prune_stalled": (bool,), "per_tensor": (bool,), "log_steps": (bool,),
     }
     allowed = kinds.get(name, (str,))
     if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):

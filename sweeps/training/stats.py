@@ -120,7 +120,10 @@ class EpochStats:
     parameter tensors ``extra`` also holds each tensor's mean |grad| and update ratio
     (``TENSOR_METRICS``, named ``<metric>/<tensor>``; see ``tensors`` and ``per_tensor``).
     A mini-batch run with ``log_steps`` also keeps every step's loss and learning rate in
-    ``trace`` (``StepTrace``; logged as ``STEP_METRICS``, not among ``names``).
+    ``trace`` (``StepTrace``; logged as ``STEP_METRICS``, not among ``names``). A mini-batch run
+    always keeps the spread of each epoch's step losses (``loss_std``) and its number of steps
+    (``steps``): how much of a change between epochs the batches' own noise explains
+    (``loss_noise``; not among ``names``).
     """
 
     start: int  # index of the first epoch
@@ -138,11 +141,33 @@ class EpochStats:
     # every step's loss and learning rate, for a mini-batch run with ``log_steps``; None: not
     # recorded. Its ``steps`` has one entry per epoch of these statistics.
     trace: StepTrace | None = None
+    # the standard deviation of the losses of each epoch's steps (NaN for an epoch of one
+    # step), for a mini-batch run; None: not recorded (one step an epoch: no spread)
+    loss_std: np.ndarray | None = None
+    # int64: the steps of each epoch, where ``loss_std`` is recorded (else None)
+    steps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.trace is not None and len(self.trace.steps) != len(self.loss):
             raise ValueError(f"the step trace must count the steps of each of the "
                              f"{len(self.loss)} epochs but has {len(self.trace.steps)} counts.")
+        if (self.loss_std is None) != (self.steps is None):
+            raise ValueError("loss_std and steps go together: give both or neither.")
+        if self.loss_std is not None and self.steps is not None and not (
+                len(self.loss_std) == len(self.steps) == len(self.loss)):
+            raise ValueError(f"loss_std and steps need one value per epoch ({len(self.loss)}) "
+                             f"but got {len(self.loss_std)} and {len(self.steps)}.")
+
+    @property
+    def loss_noise(self) -> np.ndarray:
+        """How far each epoch's mean loss would move from the batches' noise alone: the
+        standard error ``loss_std / sqrt(steps)`` (0 where not recorded or not defined, as for
+        a full-batch run, whose epoch is one exact step)."""
+        if self.loss_std is None or self.steps is None:
+            return np.zeros(len(self))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            noise = self.loss_std / np.sqrt(self.steps)
+        return np.where(np.isfinite(noise), noise, 0.0)
 
     @property
     def first_loss(self) -> float:
@@ -184,7 +209,9 @@ class EpochStats:
         return EpochStats(self.start, *(getattr(self, m)[:n] for m in EPOCH_METRICS),
                           extra={k: v[:n] for k, v in self.extra.items()},
                           initial_loss=self.initial_loss,
-                          trace=self.trace.head(n) if self.trace is not None else None)
+                          trace=self.trace.head(n) if self.trace is not None else None,
+                          loss_std=None if self.loss_std is None else self.loss_std[:n],
+                          steps=None if self.steps is None else self.steps[:n])
 
     def first_nonfinite(self) -> tuple[int, str] | None:
         """(epoch, metric) of the first non-finite loss or gradient, or None."""
@@ -197,7 +224,8 @@ class EpochStats:
 
     @classmethod
     def concat(cls, parts: list[EpochStats]) -> EpochStats:
-        """Consecutive statistics as one; a step trace only where every part has one."""
+        """Consecutive statistics as one; a step trace, and the step losses' spread, only where
+        every part has one."""
         if not parts:
             return cls.empty()
         keys = list(dict.fromkeys(k for p in parts for k in p.extra))  # a part without one: NaN
@@ -205,9 +233,14 @@ class EpochStats:
                  for k in keys}
         traces = [p.trace for p in parts if p.trace is not None]
         trace = StepTrace.concat(traces) if len(traces) == len(parts) else None
+        stds = [p.loss_std for p in parts if p.loss_std is not None]
+        steps = [p.steps for p in parts if p.steps is not None]
+        spread = len(stds) == len(steps) == len(parts)
         return cls(parts[0].start, *(np.concatenate([getattr(p, m) for p in parts])
                                      for m in EPOCH_METRICS), extra=extra,
-                   initial_loss=parts[0].initial_loss, trace=trace)
+                   initial_loss=parts[0].initial_loss, trace=trace,
+                   loss_std=np.concatenate(stds) if spread else None,
+                   steps=np.concatenate(steps) if spread else None)
 
     @classmethod
     def empty(cls) -> EpochStats:

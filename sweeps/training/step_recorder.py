@@ -9,9 +9,10 @@ sums per tensor (gradient, parameters before, update): each an ``abs`` into that
 ``sum`` per row written straight into the step's numerators and denominators, so per-tensor
 sums come at no extra copy. (On the CPU ``abs`` then ``sum`` is about five times faster than
 ``vector_norm(x, 1)`` or ``_foreach_norm(xs, 1)``, and more accurate in float32.) The step's
-row is then one ``addcdiv_`` into the epoch's sums. ``end_epoch`` stores the epoch's other
-metrics (validation), still on the device; ``drain`` divides by the steps and moves the whole
-chunk to the host in one transfer.
+row is then one ``addcdiv_`` into the epoch's sums, and its squared losses one ``addcmul_``
+into theirs (for the spread of the epoch's step losses, ``EpochStats.loss_std``).
+``end_epoch`` stores the epoch's other metrics (validation), still on the device; ``drain``
+divides by the steps and moves the whole chunk to the host in one transfer.
 
 With ``step_trace`` (the expected steps an epoch; ``log_steps``) each step's losses are also
 copied into a preallocated buffer of ``capacity * step_trace`` rows on the device (it doubles
@@ -63,6 +64,7 @@ class RowStepRecorder:
         # sums in float64 (float32 where the device has no float64)
         wide = torch.float32 if like.device.type == "mps" else torch.float64
         self._sums = torch.zeros((capacity, self._width, rows), dtype=wide, device=like.device)
+        self._squares = torch.zeros((capacity, rows), dtype=wide, device=like.device)  # sum l^2
         self._extra: dict[str, torch.Tensor] = {}  # one (capacity, rows) table per metric
         self._steps = np.zeros(capacity, dtype=np.int64)
         self._lr = np.empty((capacity, rows))
@@ -116,6 +118,7 @@ class RowStepRecorder:
         num[3].copy_(num[2])
         i, width = self.size, self._width
         self._sums[i].addcdiv_(num[:width], den[:width])
+        self._squares[i].addcmul_(num[0], num[0])
         self._lrs.append(lrs)
         self._steps[i] += 1
         if self._trace is not None:
@@ -158,7 +161,7 @@ class RowStepRecorder:
         means = (self._sums[:n] / steps).permute(1, 0, 2)  # (metric, epoch, row)
         columns = torch.cat([means, *(c[:n].unsqueeze(0) for c in self._extra.values())])
         ended = int(self._steps[:n].sum())
-        parts = [columns.reshape(-1)]
+        parts = [columns.reshape(-1), self._squares[:n].reshape(-1)]
         if self._trace is not None:  # the step losses travel in the same transfer
             parts.append(self._trace[:ended].reshape(-1))
         if self.start == 0 and self._first is not None:
@@ -166,6 +169,9 @@ class RowStepRecorder:
         flat = torch.cat(parts).cpu().numpy().astype(np.float64)
         host = flat[: columns.numel()].reshape(columns.shape)
         rest = flat[columns.numel():]
+        loss_std = _spread(rest[: n * host.shape[2]].reshape(n, host.shape[2]), host[0],
+                           self._steps[:n])
+        rest = rest[n * host.shape[2]:]
         traced = None
         if self._trace is not None:
             traced = rest[: ended * host.shape[2]].reshape(ended, -1)
@@ -185,10 +191,12 @@ class RowStepRecorder:
             out.append(EpochStats(self.start, *(host[m, :, b].copy() for m in range(4)),
                                   self._lr[:n, b].copy(), extra=extra,
                                   initial_loss=None if first is None else float(first[b]),
-                                  trace=trace))
+                                  trace=trace, loss_std=loss_std[:, b].copy(),
+                                  steps=self._steps[:n].copy()))
         self._trace_start += ended  # a partial epoch's steps are dropped with it
         self._trace_lr = []
         self._sums.zero_()
+        self._squares.zero_()
         self._steps[:] = 0
         self._lrs = []
         for column in self._extra.values():
@@ -206,6 +214,15 @@ class RowStepRecorder:
         new.start, new._trace_start = self.start, self._trace_start
         new._first = self._first if self.start == 0 else None
         return new
+
+
+def _spread(squares: np.ndarray, means: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(epoch, row) standard deviations of the step losses (ddof 1) from the epochs' sums of
+    squared losses, mean losses and steps; NaN for an epoch of fewer than two steps."""
+    count = steps.astype(np.float64).reshape(-1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variance = (squares - count * means**2) / (count - 1)
+    return np.where(count > 1, np.sqrt(np.maximum(variance, 0.0)), np.nan)
 
 
 class StepRecorder:

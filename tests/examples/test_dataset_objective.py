@@ -23,6 +23,7 @@ def test_a_sweep_maximises_the_examples_validation_accuracy(
                      "--metric", "val_accuracy", "--direction", "maximize",
                      "--n-trials", "3", "--epochs", str(EPOCHS), "--study", "rings",
                      "--optimizers", "adam", "--lr-min", "0.003", "--lr-max", "0.03",
+                     "--pruner", "none",
                      "--storage", storage, "--tracking-uri", tracking,
                      "--quiet", "--no-plots"]) == 0
 

@@ -6,6 +6,7 @@ of the parameters and a few scalars per tensor."""
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 import pytest
@@ -79,17 +80,70 @@ def test_epoch_means_equal_a_direct_float64_computation(per_tensor: bool) -> Non
     assert math.isinf(stats.extra["update_ratio/zero"][0])  # moved from all zeros: x / 0
 
 
-def test_buffers_are_one_copy_of_the_parameters() -> None:
+def _held_bytes(recorder: object, own: set[int]) -> int:
+    """Bytes of every tensor storage reachable from ``recorder`` (through its attributes, the
+    objects of this package they hold, dicts and other collections), each storage once, less the
+    storages in ``own`` (the parameters themselves)."""
+    held: dict[int, int] = {}
+    seen: set[int] = set()
+    stack: list[object] = [recorder]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in own:
+                held[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, deque)):
+            stack.extend(obj)
+        elif type(obj).__module__.startswith("sweeps."):
+            stack.extend(vars(obj).values())
+    return sum(held.values())
+
+
+def test_buffers_are_one_copy_of_the_parameters_and_a_few_scalars_per_tensor() -> None:
+    """The recorder's tensors, counted after construction and after every step, epoch and
+    drain: exactly one float64 copy of the parameters (the scratch buffer), a step's
+    numerators and denominators and each epoch's sums (one per statistic: the overall four and
+    two per tensor, and the squared losses), one first loss from the first step on, and one
+    value per epoch of each further metric from its first ``end_epoch`` on. Nothing grows with
+    the steps."""
     params = _params()
-    recorder = StepRecorder(params, 4, NAMES)
+    capacity = 4
+    recorder = StepRecorder(params, capacity, NAMES)
     own = {p.untyped_storage().data_ptr() for p in params}
-    storages = {}
-    for value in vars(recorder).values():
-        for tensor in value if isinstance(value, list) else [value]:
-            if isinstance(tensor, torch.Tensor):
-                storage = tensor.untyped_storage()
-                if storage.data_ptr() not in own:
-                    storages[storage.data_ptr()] = storage.nbytes()
-    param_bytes = sum(p.numel() * p.element_size() for p in params)
-    scalars = (4 + 2 * len(NAMES)) * (2 + 4) * 8  # a step's row twice, four epochs' sums
-    assert sum(storages.values()) <= param_bytes + scalars
+    f64 = 8
+    statistics = 4 + 2 * len(NAMES)
+    copy = sum(p.numel() for p in params) * f64
+    step_rows = 2 * statistics * f64  # numerators and denominators
+    epoch_sums = capacity * (statistics + 1) * f64  # and the squared losses (loss_std)
+    first_loss = 1 * f64
+    metric = capacity * f64  # val_loss, one per epoch
+    base = copy + step_rows + epoch_sums
+    assert _held_bytes(recorder, own) == base
+    ended = False  # the val_loss table exists from the first end_epoch on
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(2):  # two chunks of epochs, drained between
+        for steps in STEPS:
+            for _ in range(steps):
+                grads: list[torch.Tensor | None] = [
+                    None if name == "unused" else torch.randn(p.shape, generator=generator,
+                                                              dtype=p.dtype)
+                    for name, p in zip(NAMES, params)]
+                recorder.before_step(torch.rand((), generator=generator, dtype=torch.float64),
+                                     grads)
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p.sub_(0.1 * g)
+                recorder.after_step(0.1)
+                held = _held_bytes(recorder, own)
+                assert held == base + first_loss + (metric if ended else 0)
+            recorder.end_epoch({"val_loss": torch.tensor(0.5, dtype=torch.float64)})
+            ended = True
+            assert _held_bytes(recorder, own) == base + first_loss + metric
+        recorder.drain()
+        assert _held_bytes(recorder, own) == base + first_loss + metric
