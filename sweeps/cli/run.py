@@ -131,8 +131,8 @@ def _run(config: SweepConfig) -> int:
         return _stopped(f"tracking-uri {redact(config.tracking_uri)}", exc)
     except MlflowException as exc:  # its first line is often a wrapper's; say the cause
         return _stopped(f"tracking-uri {redact(config.tracking_uri)}", _innermost(exc))
-    except optuna.exceptions.StorageInternalError as exc:  # a wrapper: say the cause
-        return _stopped("writing the study or the runs", _innermost(exc))
+    except optuna.exceptions.StorageInternalError as exc:  # a wrapper: say what it wraps
+        return _stopped("writing the study or the runs", exc.__cause__ or exc)
     except (sqlalchemy.exc.OperationalError, OSError) as exc:
         return _stopped("writing the study or the runs", exc)
 

@@ -38,7 +38,8 @@ QUICK = ["--epochs", "3000", "--optimizers", "adam,sgd", "--schedulers", "none,c
 # Quadratic with an lr range that reaches divergence: COMPLETE, PRUNED and FAIL trials.
 MIXED = ["--objective", "tests.toy_objectives:Quadratic", "--epochs", "2000",
          "--optimizers", "sgd,adam", "--schedulers", "none", "--lr-min", "1e-3",
-         "--lr-max", "1e2", "--sampler", "random", "--quiet", *NO_PLOTS, *SEQUENTIAL]
+         "--lr-max", "1e2", "--sampler", "random", "--pruner", "median", "--quiet", *NO_PLOTS,
+         *SEQUENTIAL]
 
 
 def _database(postgres: PostgresCluster, prefix: str) -> str:

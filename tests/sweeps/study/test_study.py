@@ -123,7 +123,8 @@ def test_workers_with_plots_finish_and_the_parent_run_has_the_plots(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert run.main(["--study", "w", "--workers", "2", "--n-trials", "4", "--epochs", "100",
-                     "--optimizers", "adam", "--schedulers", "none", "--quiet"]) == 0
+                     "--optimizers", "adam", "--schedulers", "none", "--pruner", "none",
+                     "--quiet"]) == 0
     study = load_study("journal:///mlruns/optuna.journal", "w")  # the default for --workers
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("w").experiment_id])
