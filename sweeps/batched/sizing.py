@@ -1,31 +1,29 @@
-"""How many trials a sweep batches: measured on the objective and device before a study's
-first batch, and stored with the study (``for_study``), so that a resumed sweep and every
-``--workers`` process batch the same way: the same seed gives the same study.
+"""How trials run together: ``size`` trials at a time (``--batch``), asked of the sampler
+together and pruned against each other in lockstep, trained as stacks of ``width`` rows. The
+size is a setting, so the same seed gives the same study; the width is measured, and changes
+only the speed (``sweeps.batched.trials.train_batch``). The choice is stored with the study
+(``for_study``), so a resumed sweep and every ``--workers`` process run the same way.
 
-Batching pays where a step is dominated by fixed costs (Python, dispatch, small kernels: the
-seed's 16 share counts, a small MLP) and not where it is dominated by arithmetic that the
-batch only multiplies (a convolution on the CPU runs no faster per trial as a grouped
-convolution). So ``choose_batch`` times the steady-state step of the wanted batch (rows of one
-probe configuration, Adam: the costliest stacked rule but one) and the step of one trial as
-the sequential loop runs it, both with the statistics the sweep records, and batches only if
-a trial's share of the batched step costs at most ``1 / MIN_GAIN`` of its step alone. The
-trials of a batch prune each other in lockstep (``sweeps.study.halving``), but a batch's
-trials are asked of the sampler together, so it learns from fewer finished trials when it
-picks them: a small gain per step is not worth that. After a few warm-up steps the two sides
-step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS`` each), and
-each side's median step counts; nothing of it is kept. A batch that runs out of memory in the
-probe is halved until one fits.
+A wide stack pays where a step is dominated by fixed costs (Python, dispatch, small kernels:
+the seed's 16 share counts, a small MLP) and less where it is dominated by arithmetic that
+the stack only multiplies (a convolution on the CPU runs little faster per trial as a grouped
+convolution, and many rows' activations overflow the caches). So ``choose_batch`` times the
+steady-state step of stacks of one row, ``_MIDDLE`` rows and ``wanted`` rows (of one probe
+configuration, Adam: the costliest stacked rule but one, with the statistics the sweep
+records) and takes the width whose step costs a trial least. After a few warm-up steps the
+stacks step in turn until about ``_PROBE_SECONDS`` have passed (at least ``_MIN_STEPS``
+each), and each one's median step counts; nothing of it is kept. Widths that run out of
+memory in the probe are halved until one fits.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeps.batched.stack import out_of_memory
 from sweeps.training.hparams import Hyperparams
@@ -41,47 +39,51 @@ _PROBE = Hyperparams("adam", 1e-4)  # small steps: nothing diverges while the cl
 _WARM_UP = 2
 _MIN_STEPS = 3
 _PROBE_SECONDS = 0.15
-MIN_GAIN = 1.5  # batch where a step costs a trial at most 1 / MIN_GAIN of its step alone
+_MIDDLE = 4  # the width measured between one row and all
 CHOICE_ATTR = "trial_batch"  # the study's user attribute that keeps the choice
 
 
 @dataclass(frozen=True)
 class BatchChoice:
-    """Trials per batch, and the step times it was chosen by (ms per trial and step; NaN:
-    not measured)."""
+    """Trials that run together (``size``: asked of the sampler together and pruned against
+    each other in lockstep), the rows of each stack they train in (``width``), and the step
+    times the width was chosen by: (width, ms per trial and step) for each width measured."""
 
     size: int
     wanted: int
-    batched_ms: float = math.nan
-    sequential_ms: float = math.nan
+    width: int
+    step_ms: tuple[tuple[int, float], ...] = ()
     reason: str = ""
-
-    @property
-    def pays(self) -> bool:
-        """False where batching was measured not to pay: nothing batches then, the plots'
-        reference run (a rider) included."""
-        return self.size > 1 or math.isnan(self.batched_ms)
 
     def describe(self) -> str:
         """One line for the log."""
-        if math.isnan(self.batched_ms) or math.isnan(self.sequential_ms):
-            return f"trials run in batches of {self.size} ({self.reason})"
+        if not self.step_ms:
+            return f"trials run {self.size} at a time ({self.reason})"
+        times = ", ".join(f"{ms:.3g} ms " + ("alone" if w == 1 else f"in a stack of {w}")
+                          for w, ms in self.step_ms)
         why = f"; {self.reason}" if self.reason else ""
-        return (f"trials run in batches of {self.size}: a step costs "
-                f"{self.batched_ms:.3g} ms a trial in a batch of {self.wanted}, "
-                f"{self.sequential_ms:.3g} ms one at a time (measured; batching needs "
-                f"{MIN_GAIN:g}x{why})")
+        rows = f"{self.width} row" + ("s" if self.width > 1 else "")
+        return (f"trials run {self.size} at a time, in stacks of {rows}: a step "
+                f"costs a trial {times} (measured{why})")
+
+    @classmethod
+    def stored(cls, attrs: dict[str, Any]) -> BatchChoice:
+        """The choice as ``asdict`` stored it in a study (JSON: tuples come back as lists)."""
+        return cls(**{**attrs, "step_ms": tuple((int(w), float(ms))
+                                                for w, ms in attrs["step_ms"])})
 
 
 def for_study(study: optuna.Study, objective: Objective, wanted: int, epochs: int,
               device: str, per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
     """The choice stored with ``study`` for ``wanted`` (``--batch``), else ``choose_batch``'s,
-    stored there for the next process of the sweep."""
-    from dataclasses import asdict
+    stored there for the next process of the sweep (a choice stored in another form, by an
+    earlier version, is measured again)."""
+    from dataclasses import asdict, fields
 
     stored = dict(study.user_attrs.get(CHOICE_ATTR, {}))
-    if stored.pop("asked", None) == wanted:
-        return BatchChoice(**stored)
+    if stored.pop("asked", None) == wanted and set(stored) == {f.name for f in
+                                                               fields(BatchChoice)}:
+        return BatchChoice.stored(stored)
     choice = choose_batch(objective, wanted, epochs, device, per_tensor, log_steps)
     if not choice.reason.startswith("not measured"):
         study.set_user_attr(CHOICE_ATTR, {"asked": wanted, **asdict(choice)})
@@ -90,49 +92,52 @@ def for_study(study: optuna.Study, objective: Objective, wanted: int, epochs: in
 
 def choose_batch(objective: Objective, wanted: int, epochs: int, device: str,
                  per_tensor: bool = True, log_steps: bool = False) -> BatchChoice:
-    """``wanted`` if a step of ``wanted`` batched trials costs a trial at most
-    ``1 / MIN_GAIN`` of a step of it alone, else 1; where ``wanted`` rows run out of memory,
-    half as many (and so on). An objective that fails in the probe gets ``wanted``
-    unmeasured: its first trials fail the same way and say why."""
-    asked = wanted
-    while wanted >= 2:
+    """``wanted`` trials at a time, where the objective's trials stack, in stacks of the
+    width (1, ``_MIDDLE`` or ``wanted`` rows) whose step costs a trial least; where
+    ``wanted`` rows run out of memory, the widths up to half as many (and so on). Trials of
+    an objective that cannot stack them, or where two rows run out of memory, run one at a
+    time. An objective that fails in the probe gets ``wanted`` unmeasured: its first trials
+    fail the same way and say why."""
+    if wanted < 2:
+        return BatchChoice(wanted, wanted, 1, reason="asked for")
+    widest = wanted
+    while widest >= 2:
         try:
-            choice = _measure(objective, wanted, epochs, device, per_tensor, log_steps)
+            choice = _measure(objective, wanted, widest, epochs, device, per_tensor,
+                              log_steps)
         except Exception as exc:
             if not out_of_memory(exc):
                 raise
-            wanted //= 2
+            widest //= 2
             continue
-        if wanted < asked:
-            return replace(choice, reason=f"{asked} rows ran out of memory")
+        if widest < wanted:
+            return replace(choice, reason=f"{wanted} rows ran out of memory")
         return choice
-    if asked < 2:
-        return BatchChoice(asked, asked, reason="asked for")
-    return BatchChoice(1, asked, reason="2 rows ran out of memory")
+    return BatchChoice(1, wanted, 1, reason="2 rows ran out of memory")
 
 
-def _measure(objective: Objective, wanted: int, epochs: int, device: str, per_tensor: bool,
-             log_steps: bool) -> BatchChoice:
-    """``choose_batch`` for ``wanted`` rows (at least 2); raises what running out of memory
-    raises."""
+def _measure(objective: Objective, wanted: int, widest: int, epochs: int, device: str,
+             per_tensor: bool, log_steps: bool) -> BatchChoice:
+    """``choose_batch`` for stacks of at most ``widest`` rows (at least 2); raises what
+    running out of memory raises."""
     from sweeps.batched.trials import batched_stack
 
+    widths = sorted({1, min(_MIDDLE, widest), widest})
     try:
-        stack = batched_stack(objective, [_PROBE] * wanted, epochs, device, per_tensor,
-                              log_steps=log_steps)
-        if stack is None:
-            return BatchChoice(1, wanted, reason="the objective's trials cannot be stacked")
+        stacks = [batched_stack(objective, [_PROBE] * w, epochs, device, per_tensor,
+                                log_steps=log_steps) for w in reversed(widths)]
+        if any(stack is None for stack in stacks):
+            return BatchChoice(1, wanted, 1, reason="the objective's trials cannot be stacked")
         with _one_thread(device):
-            batched, sequential = _median_steps(
-                [stack.probe_step, _sequential_step(objective, device, per_tensor)],
-                _synchronizer(device), _clock(device))
+            times = _median_steps([s.probe_step for s in stacks if s is not None],
+                                  _synchronizer(device), _clock(device))
     except Exception as exc:  # the objective's failure: the sweep reports it as such
         if out_of_memory(exc):
             raise
-        return BatchChoice(wanted, wanted, reason=f"not measured: {type(exc).__name__}")
-    batched /= wanted
-    size = wanted if batched * MIN_GAIN <= sequential else 1
-    return BatchChoice(size, wanted, batched * 1e3, sequential * 1e3)
+        return BatchChoice(wanted, wanted, widest, reason=f"not measured: {type(exc).__name__}")
+    per_row = sorted(zip(widths, [t / w for t, w in zip(reversed(times), widths)]))
+    width = min(per_row, key=lambda item: item[1])[0]
+    return BatchChoice(wanted, wanted, width, tuple((w, t * 1e3) for w, t in per_row))
 
 
 def _median_steps(steps: list[Callable[[int], None]], sync: Callable[[], None],
@@ -155,63 +160,6 @@ def _median_steps(steps: list[Callable[[int], None]], sync: Callable[[], None],
             seen.append(clock() - began)
         i += 1
     return [statistics.median(seen) for seen in times]
-
-
-def _sequential_step(objective: Objective, device: str,
-                     per_tensor: bool) -> Callable[[int], None]:
-    """One step of one trial as the sequential loops take it (``sweeps.training``): the loss,
-    its gradient, the statistics, the update. The update is torch's single-tensor Adam
-    arithmetic as its stacked rule repeats it, on one row: building a ``torch.optim``
-    optimizer imports ``torch._dynamo`` (over a second) in a sweep that may never build one.
-    The optimizer's own Python overhead per step (tens of microseconds) is left out, which
-    can only make batching look less worth it."""
-    import torch
-
-    from objectives import is_minibatch
-    from sweeps.batched.rules import RULES
-    from sweeps.optim.optimizers import group_options
-    from sweeps.training.loop import trainable
-    from sweeps.training.recorder import Recorder, StepRecorder, tracked_tensors
-
-    where = torch.device(device)
-    params = trainable(objective.init_params(where))
-    leaves = list(params.values())
-    rows = [p.detach().unsqueeze(0) for p in leaves]  # views: the rule updates the leaves
-    rule = RULES[_PROBE.optimizer](
-        slice(0, 1), [group_options(_PROBE.optimizer, _PROBE.lr, _PROBE.options)], rows[0])
-    lr = torch.full((1,), _PROBE.lr, dtype=rows[0].dtype, device=where)
-    tensors = tracked_tensors(list(params), per_tensor)
-
-    def update() -> None:
-        grads = [torch.zeros_like(r) if p.grad is None else p.grad.unsqueeze(0)
-                 for p, r in zip(leaves, rows)]
-        with torch.no_grad():
-            rule.step(rows, grads, lr)
-        for p in leaves:
-            p.grad = None
-
-    if is_minibatch(objective):
-        state = objective.start_trial(where)
-        batches = objective.batches(0, where)
-        recorder = StepRecorder(leaves, 1, tensors)
-
-        def step(i: int) -> None:
-            loss = objective.batch_loss(params, state, batches[i % len(batches)])
-            loss.backward()
-            recorder.before_step(loss, [p.grad for p in leaves])
-            update()
-            recorder.after_step(_PROBE.lr)
-    else:
-        full = Recorder(leaves, 1, tensors)
-
-        def step(i: int) -> None:
-            loss = objective.loss(params)
-            loss.backward()
-            full.size = 0  # one row, rewritten each step
-            full.record(loss, _PROBE.lr, [p.grad for p in leaves])
-            update()
-
-    return step
 
 
 def _clock(device: str) -> Callable[[], float]:

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from sweeps.training.hparams import Hyperparams
     from sweeps.training.stats import EpochStats
 
-__all__ = ["OnResult", "TrialStack", "out_of_memory", "stacked"]
+__all__ = ["OnResult", "TrialStack", "out_of_memory", "run_together", "stacked"]
 
 OnResult = Callable[[int, TrainResult], None]  # (index in the batch, result): a trial ended
+Cut = tuple["EpochStats", "tuple[int, str] | None"]  # a row's statistics, up to its first
+# non-finite epoch (epoch, metric), if any
 
 
 class TrialStack:
@@ -144,13 +146,23 @@ class TrialStack:
         """Hand each active row its statistics, every row's ``on_report`` first (rows prune
         each other in lockstep); end the rows that went non-finite or that an observer
         prunes."""
-        cut: dict[int, tuple[EpochStats, tuple[int, str] | None]] = {}
+        deliver_together([(self, chunk)])
+
+    def reported(self, chunk: list[EpochStats]) -> dict[int, Cut]:
+        """The first phase of a delivery: each active row's statistics (cut before a
+        non-finite epoch) reported to its observers (``on_report``)."""
+        cut: dict[int, Cut] = {}
         for i, stats in zip(self.ids, chunk):
             if i in self.active:
                 bad = stats.first_nonfinite()
                 cut[i] = (stats if bad is None else stats.head(bad[0] - stats.start), bad)
-        for i, (stats, _) in cut.items():  # every row reports before any is judged
+        for i, (stats, _) in cut.items():
             report(stats, self.observers[i])
+        return cut
+
+    def judge(self, cut: dict[int, Cut]) -> None:
+        """The second phase: each row's statistics to its observers (``on_chunk``), and the
+        rows ended that went non-finite or that an observer prunes."""
         for i, (stats, bad) in cut.items():
             self.parts[i].append(stats)
             stop = False
@@ -182,29 +194,24 @@ class TrialStack:
     def run(self) -> list[TrainResult]:
         """Train every row for the epochs, handing each its statistics chunk by chunk; every
         row's result, in order."""
-        epoch = 0
+        return run_together([self])[0]
+
+    def advance(self, epoch: int) -> None:
+        """Train ``epoch`` of every row; an exception (not an observer's) fails the rows still
+        training, after they have been handed the epochs they ran."""
         try:
-            for epoch in range(self.epochs):
-                self.train_epoch(epoch)
-                if self.recorder.full or epoch == self.epochs - 1:
-                    self.deliver(self.recorder.drain())
-                    if not self.active:
-                        break
-                    if len(self.active) < len(self.ids):
-                        self.compact()
+            self.train_epoch(epoch)
         except Exception as exc:
             raise_observer_error(exc)
-            if self.recorder.size:
-                self.deliver(self.recorder.drain())
-            for i in list(self.active):
-                self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
-        except BaseException:  # interrupted: hand the epochs already run to the observers
-            if self.recorder.size:
-                self.deliver(self.recorder.drain())
-            raise
+            self.fail(exc, epoch)
+
+    def fail(self, exc: Exception, epoch: int) -> None:
+        """End the rows still training as failed by ``exc`` at ``epoch``, after handing them
+        the epochs they ran."""
+        if self.recorder.size:
+            self.deliver(self.recorder.drain())
         for i in list(self.active):
-            self.end(i, "complete", None, None)
-        return self.finished()
+            self.end(i, "failed", f"{type(exc).__name__}: {exc}", epoch)
 
     def compact(self) -> None:
         """Keep only the rows of configurations still training (right after a drain: the
@@ -246,6 +253,50 @@ class TrialStack:
     def finished(self) -> list[TrainResult]:
         """Every row's result, in order, once every row has ended."""
         return [r for r in self.results if r is not None]
+
+
+def run_together(stacks: list[TrialStack]) -> list[list[TrainResult]]:
+    """Train ``stacks`` (of one cohort: the same objective and epochs) epoch by epoch in
+    lockstep: at each chunk every row of every stack reports before any is judged, so the
+    rows prune each other whichever stack they are in, as if they were one stack. Each
+    stack's results, in order."""
+    live = list(stacks)
+    epochs = stacks[0].epochs
+    epoch = 0
+    try:
+        for epoch in range(epochs):
+            for stack in live:
+                stack.advance(epoch)
+            live = [s for s in live if s.active]
+            due = [s for s in live if s.recorder.full or epoch == epochs - 1]
+            deliver_together([(s, s.recorder.drain()) for s in due])
+            for stack in due:
+                if stack.active and len(stack.active) < len(stack.ids):
+                    stack.compact()
+            live = [s for s in live if s.active]
+            if not live:
+                break
+    except Exception as exc:
+        raise_observer_error(exc)
+        for stack in live:
+            stack.fail(exc, epoch)
+    except BaseException:  # interrupted: hand the epochs already run to the observers
+        for stack in live:
+            if stack.recorder.size:
+                stack.deliver(stack.recorder.drain())
+        raise
+    for stack in live:
+        for i in list(stack.active):
+            stack.end(i, "complete", None, None)
+    return [stack.finished() for stack in stacks]
+
+
+def deliver_together(chunks: list[tuple[TrialStack, list[EpochStats]]]) -> None:
+    """Deliver each stack its chunk (``TrialStack.deliver``): every row of every stack
+    reports first, then each is judged."""
+    cuts = [(stack, stack.reported(chunk)) for stack, chunk in chunks]
+    for stack, cut in cuts:
+        stack.judge(cut)
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sweeps.batched.rules import RULES
-from sweeps.batched.stack import OnResult, TrialStack
+from sweeps.batched.stack import OnResult, TrialStack, run_together
 from sweeps.optim.optimizers import group_options
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.training.hparams import Hyperparams
@@ -70,24 +70,35 @@ def train_batch(
     per_tensor: bool = True,
     log_steps: bool = False,
     on_result: OnResult | None = None,
-    stack: bool = True,
+    width: int | None = None,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
     a mini-batch objective that cannot stack its trials (no ``batch_losses``).
     ``per_tensor`` and ``log_steps`` as in ``sweeps.training.loop.train``; ``on_result(i,
-    result)`` is called as each configuration ends, before the others have. ``stack=False``
-    runs every configuration on its own (where batching was measured not to pay)."""
+    result)`` is called as each configuration ends, before the others have.
+
+    The batchable configurations (two or more) train in lockstep as stacks of at most
+    ``width`` rows each (None: one stack; ``sweeps.batched.sizing`` measures the fastest), so
+    that they prune each other at every report whatever the width: the width changes the
+    speed, not the study."""
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
-    batch = None
-    if stack and len(members) >= 2:
-        batch = batched_stack(objective, [hps[b] for b in members], epochs, device,
-                              per_tensor, [observers[b] for b in members], chunk,
-                              _told(on_result, members), log_steps)
-    batched = members if batch is not None else []
+    stacks: list[TrialStack] = []
+    if len(members) >= 2:
+        step = width or len(members)
+        for start in range(0, len(members), step):
+            group = members[start:start + step]
+            stack = batched_stack(objective, [hps[b] for b in group], epochs, device,
+                                  per_tensor, [observers[b] for b in group], chunk,
+                                  _told(on_result, group), log_steps)
+            if stack is None:
+                stacks = []
+                break
+            stacks.append(stack)
+    batched = members if stacks else []
     results: list[TrainResult | None] = [None] * len(hps)
     for b, hp in enumerate(hps):
         if b not in batched:
@@ -95,8 +106,8 @@ def train_batch(
                                chunk=chunk, per_tensor=per_tensor, log_steps=log_steps)
             if on_result is not None:
                 on_result(b, results[b])
-    if batch is not None:
-        for b, result in zip(batched, batch.run()):
+    if stacks:
+        for b, result in zip(batched, (r for rs in run_together(stacks) for r in rs)):
             results[b] = result
     return [r for r in results if r is not None]
 

@@ -98,6 +98,7 @@ def open_session(config: SweepConfig) -> SweepSession:
                        config.log_steps)
     log.info("%s", choice.describe())
     parent.tag("trial_batch", str(choice.size))
+    parent.tag("trial_batch_width", str(choice.width))
     parent.tag("trial_batch_reason", choice.describe())
     sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker,
                   batching=choice)
@@ -111,11 +112,15 @@ def open_session(config: SweepConfig) -> SweepSession:
 
 def run_helper(config: SweepConfig) -> None:
     """A helper worker's part of the sweep (``sweeps.parallel.workers``): its trials until
-    the study holds its target; the main process closes the parent run."""
+    the study holds its target, and nothing else: the main process measured the batch (the
+    helper reads the choice from the study), draws the plots, trains their reference run and
+    closes the parent run."""
+    from dataclasses import replace
+
     from sweeps.cli.common import setup_logging
 
     setup_logging(True)  # the main process shows progress and the summary
-    session = open_session(config)
+    session = open_session(replace(config, plots=False))
     try:
         session.sweep.run()
     finally:

@@ -1,19 +1,27 @@
-"""Stalled-trial pruning: stop a trial whose parameters have not moved since it started.
+"""Hopeless-trial pruning: stop a trial whose diagnosis says more epochs cannot help.
 
-After at least ``window`` epochs, and while epochs remain, each chunk applies the ``stalled``
-verdict rule (``sweeps.verdicts``) to the epochs run so far: median update ratio below
-``stalled_ratio`` and the loss changed by less than ``stalled_change`` of itself since the
-first epoch. (Over a window alone, a trial that has converged would look stalled too.) Such
-a trial, the seed's SGD at lr 0.01 for one, would spend its remaining epochs where it is; the
-verdict says why and by how much to raise the lr. On by default (``--no-prune-stalled``):
-``python -m bench.stall`` measured it saving time without changing the best trial.
+After at least ``window`` epochs, and while epochs remain, each chunk applies three verdict
+rules (``sweeps.training.verdicts``) to the epochs run so far, in this order:
+
+- ``diverged``: the loss grew ``diverge_factor`` times its start (a non-finite one already
+  fails the trial);
+- ``stalled``: median update ratio below ``stalled_ratio`` and the loss changed by less than
+  ``stalled_change`` of itself since the first epoch (over a window alone, a trial that has
+  converged would look stalled too); the seed's SGD at lr 0.01, for one, would spend its
+  remaining epochs where it is;
+- ``flat`` (not learning): the loss stays at its starting level, or at chance with a dead or
+  blind layer, and does not descend in the last third, while the parameters move.
+
+The verdict says why (the trial's ``pruned_by`` and ``pruned_reason`` tags). On by default
+(``--no-prune-stalled``): ``python -m bench.stall`` measured the stalled rule saving time
+without changing the best trial.
 """
 
 from __future__ import annotations
 
 from sweeps.training.loop import Observer
 from sweeps.training.stats import EpochStats
-from sweeps.training.verdicts import Thresholds, Verdict, stalled
+from sweeps.training.verdicts import Thresholds, Verdict, diverged, flat, stalled
 
 __all__ = ["WINDOW_FRACTION", "StallWatch"]
 
@@ -21,7 +29,8 @@ WINDOW_FRACTION = 0.1  # the least part of the epochs run before a trial can be 
 
 
 class StallWatch(Observer):
-    """Asks to stop the trial once the epochs run so far (at least ``window``) are stalled."""
+    """Asks to stop the trial once the epochs run so far (at least ``window``) are diverged,
+    stalled or flat."""
 
     def __init__(self, epochs: int, thresholds: Thresholds = Thresholds(),
                  window: int | None = None) -> None:
@@ -38,5 +47,8 @@ class StallWatch(Observer):
         done = stats.start + len(stats)
         if done < self.window or done >= self.epochs:  # too early, or nothing left to save
             return False
-        self.verdict = stalled(EpochStats.concat(self._parts), None, self.thresholds)
+        run = EpochStats.concat(self._parts)
+        self.verdict = next((v for v in (rule(run, None, self.thresholds)
+                                         for rule in (diverged, stalled, flat))
+                             if v is not None), None)
         return self.verdict is not None

@@ -61,7 +61,8 @@ class OptunaReporter(Observer):
         done = stats.start + len(stats)
         if self.stall is not None and self.stall.on_chunk(stats):
             assert self.stall.verdict is not None
-            self.stopped.update(pruned_by="stalled", pruned_reason=self.stall.verdict.reason)
+            self.stopped.update(pruned_by=self.stall.verdict.name,
+                                pruned_reason=self.stall.verdict.reason)
             for key, text in self.stopped.items():
                 self.trial.set_user_attr(key, text)
             return True

@@ -86,8 +86,9 @@ class Sweep:
     tracker: SweepTracker
     listeners: list[SweepListener] = field(default_factory=list)
     riders: list[Rider] = field(default_factory=list)
-    batching: BatchChoice | None = None  # trials a batch, measured (sweeps.batched.sizing);
-    # None: config.batch
+    batching: BatchChoice | None = None  # trials at a time and rows a stack
+    # (sweeps.batched.sizing); None: config.batch trials as one stack
+    _counted: int = field(default=0, init=False)  # finished trials counted, as last read
 
     def run(self) -> None:
         """Run trials, ``batching.size`` at a time, until the study holds its target of
@@ -150,6 +151,7 @@ class Sweep:
         from sweeps.study.prune_view import PruneView
 
         view = PruneView(self.study)
+        self._counted = len(counted_trials(self.study))
         riders = [r for r in self.riders if r.history is None]
         started: list[Started] = []
         ended: list[tuple[Started, TrainResult]] = []  # Optuna not told yet
@@ -178,7 +180,7 @@ class Sweep:
                                   device=self.device, observers=observers + [()] * len(riders),
                                   per_tensor=self.config.per_tensor,
                                   log_steps=self.config.log_steps, on_result=on_result,
-                                  stack=self.batching is None or self.batching.pays)
+                                  width=self.batching.width if self.batching else None)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],
@@ -209,9 +211,12 @@ class Sweep:
         return Started(trial, hp, record, reporter)
 
     def _evaluate(self, result: TrainResult) -> dict[str, float]:
+        """The objective's extra metrics (a test accuracy) of a complete trial; none of a
+        pruned one: its model is no candidate, and scoring it costs as much as an epoch."""
         from objectives import evaluate
 
-        assert result.params is not None
+        if result.status != "complete" or result.params is None:
+            return {}
         return evaluate(self.objective, result.params, result.buffers)
 
     def _tell_result(self, started: Started, result: TrainResult) -> None:
@@ -227,12 +232,13 @@ class Sweep:
             trial.set_user_attr("failure", f"non-finite {self.metric.name} ({value})")
             state = TrialState.FAIL
         self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self._counted += 1  # other workers' trials are read at the next batch
         log.info("trial %d %s: %s lr=%.3g %s %s=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, self.metric.name, value)
         if self.listeners:
             told = value if state == TrialState.COMPLETE else None
             outcome = TrialOutcome(trial.number, hp, result, told, started.record.run_id,
-                                   len(counted_trials(self.study)))
+                                   self._counted)
             for listener in self.listeners:
                 listener.trial_done(outcome)
 

@@ -302,7 +302,10 @@ def overfitting(stats: EpochStats, failed: str | None, t: Thresholds) -> Verdict
 
 
 def slow(stats: EpochStats, failed: str | None, t: Thresholds) -> Verdict | None:
-    """The loss fell little, or the parameters crawl and the loss is far from converged."""
+    """The loss fell little, or the parameters crawl and the loss is far from converged, over
+    at least 3 epochs (a trial pruned after one or two has not shown its pace)."""
+    if len(stats) < 3:
+        return None
     ratio = _median_ratio(stats)
     improvement = _improvement(stats)
     crawling = ratio < t.slow_ratio and improvement < t.slow_converged

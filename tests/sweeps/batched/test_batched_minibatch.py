@@ -259,8 +259,9 @@ def test_validation_falls_back_to_one_row_at_a_time_for_metrics_vmap_cannot_trac
     assert len(set(batched[0].history.metric("val_right"))) > 1  # scored after each epoch
 
 
-class SlowWhenBatched(DatasetObjective):
-    """``tiny``'s objective whose batched step costs far more than its trials one by one."""
+class SlowWhenWide(DatasetObjective):
+    """``tiny``'s objective whose stacked step costs 5 ms of CPU per row squared: a trial's
+    share grows with the width, so stacks of one row are the fastest."""
 
     def __init__(self) -> None:
         self.__dict__.update(tiny().__dict__)
@@ -268,34 +269,86 @@ class SlowWhenBatched(DatasetObjective):
 
     def batch_losses(self, params: dict[str, torch.Tensor], state: TrialState,
                      batch: torch.Tensor) -> torch.Tensor:
-        time.sleep(0.2)  # the cost model of this objective, not a wait for an event
+        rows = next(iter(params.values())).shape[0]
+        spin(0.005 * rows ** 2)  # the cost model of this objective, not a wait for an event
         return super().batch_losses(params, state, batch)
 
 
-def test_the_batch_size_is_what_measures_faster() -> None:
+def spin(seconds: float) -> None:
+    """Keep this thread's CPU busy for ``seconds`` of its CPU time (what the probe clocks)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_the_width_is_what_measures_fastest_and_the_size_what_was_asked() -> None:
     fast = choose_batch(objectives.build("rebalance"), 25, 100, "cpu")
-    assert fast.size == 25 and fast.batched_ms < fast.sequential_ms
-    slow = choose_batch(SlowWhenBatched(), 2, 3, "cpu")  # 100 ms a trial's step, batched
-    assert slow.size == 1 and slow.batched_ms > slow.sequential_ms
-    assert "batches of 1" in slow.describe()
-    assert fast.pays and not slow.pays and choose_batch(SlowWhenBatched(), 1, 3, "cpu").pays
+    assert (fast.size, fast.width) == (25, 25)
+    assert [w for w, _ in fast.step_ms] == [1, 4, 25]
+    assert fast.step_ms[2][1] < fast.step_ms[1][1] < fast.step_ms[0][1]
+    slow = choose_batch(SlowWhenWide(), 2, 3, "cpu")  # 5 ms a trial alone, 10 ms stacked
+    assert (slow.size, slow.width) == (2, 1) and slow.step_ms[0][1] < slow.step_ms[1][1]
+    assert slow.describe().startswith("trials run 2 at a time, in stacks of 1 row: a step "
+                                      "costs a trial ")
     broken = choose_batch(Broken(), 25, 3, "cpu")  # its trials fail, and say why, later
     assert broken.size == 25 and broken.reason == "not measured: ObjectiveStartError"
-    assert choose_batch(SlowWhenBatched(), 1, 3, "cpu").describe() == (
-        "trials run in batches of 1 (asked for)")
+    assert choose_batch(SlowWhenWide(), 1, 3, "cpu").describe() == (
+        "trials run 1 at a time (asked for)")
 
 
-def test_a_batch_measured_not_to_pay_is_not_stacked() -> None:
-    objective = SlowWhenBatched()
-    calls: list[int] = []
-    objective.batch_losses = lambda *args: calls.append(1)  # type: ignore[method-assign]
-    hps = [Hyperparams("adam", 0.01), Hyperparams("adam", 0.02)]
-    results = train_batch(objective, hps, 2, stack=False)
-    assert calls == [] and [r.status for r in results] == ["complete", "complete"]
+class Reports:
+    """Shared by every row: what was reported, and whether every row still training had
+    reported an epoch before any row was judged on it."""
+
+    def __init__(self) -> None:
+        self.reported: dict[int, set[int]] = {}  # epoch -> rows
+        self.judged: dict[int, set[int]] = {}
+        self.lockstep = True
+
+    def observer(self, row: int, prune_at: int | None = None) -> Any:
+        reports = self
+
+        class Row:
+            def on_report(self, stats: EpochStats) -> None:
+                reports.reported.setdefault(stats.start, set()).add(row)
+
+            def on_chunk(self, stats: EpochStats) -> bool:
+                judged = reports.judged.setdefault(stats.start, set())
+                ahead = reports.reported[stats.start] - judged
+                reports.lockstep &= len(ahead) + len(judged) == len(
+                    reports.reported[stats.start]) and row in ahead
+                judged.add(row)
+                return prune_at is not None and stats.start >= prune_at
+
+            def on_end(self, result: TrainResult) -> None:
+                return None
+
+        return Row()
 
 
-def slow_objective() -> SlowWhenBatched:
-    return SlowWhenBatched()
+def test_stacks_of_any_width_train_in_lockstep_to_the_same_results(
+        with_dropout: DatasetObjective) -> None:
+    """Five trials in stacks of two rows (2 + 2 + 1) and in one stack: every row reports
+    each epoch before any is judged on it, rows pruned at epochs 1 and 2 leave their stacks,
+    and every result equals the one-stack result (float64)."""
+    hps = configs("adam", "cosine") + configs("momentum", "step")[:2]
+    prune_at = [None, 1, None, 2, None]
+    runs = {}
+    for width in (2, None):
+        reports = Reports()
+        observers = [(reports.observer(r, p),) for r, p in enumerate(prune_at)]
+        runs[width] = train_batch(with_dropout, hps, EPOCHS, chunk=1, observers=observers,
+                                  width=width)
+        assert reports.lockstep
+        assert [len(reports.reported[e]) for e in range(EPOCHS)] == [5, 5, 4, 3]
+    assert [r.status for r in runs[2]] == ["complete", "pruned", "complete", "pruned",
+                                           "complete"]
+    for wide, narrow in zip(runs[None], runs[2], strict=True):
+        assert_same(narrow, wide)
+
+
+def slow_objective() -> SlowWhenWide:
+    return SlowWhenWide()
 
 
 def test_a_sweep_logs_and_tags_its_measured_batch_size(
@@ -308,13 +361,13 @@ def test_a_sweep_logs_and_tags_its_measured_batch_size(
         assert run.main(["--objective", spec, "--n-trials", "3", "--epochs", "2", "--batch", "2",
                          "--study", "slow", "--storage", storage, "--tracking-uri", tracking,
                          "--quiet", "--no-plots"]) == 0
-    lines = [r.getMessage() for r in caplog.records if "trials run in batches" in
-             r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("trials run in batches of 1: ")
+    lines = [r.getMessage() for r in caplog.records if "trials run " in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("trials run 2 at a time, in stacks of 1 row")
     study = optuna.load_study(study_name="slow", storage=storage)
     client = MlflowClient(tracking_uri=tracking)
     parent = client.get_run(study.trials[0].user_attrs[RUN_ID_ATTR]).data.tags[
         "mlflow.parentRunId"]
     tags = client.get_run(parent).data.tags
-    assert tags["trial_batch"] == "1" and tags["trial_batch_reason"] == lines[0]
+    assert tags["trial_batch"] == "2" and tags["trial_batch_width"] == "1"
+    assert tags["trial_batch_reason"] == lines[0]
     assert len(counted_trials(study)) == 3

@@ -24,16 +24,17 @@ def test_the_choice_is_measured_once_and_kept_with_the_study(tmp_path: Path) -> 
     objective = objectives.build("rebalance")
     first = for_study(optuna.create_study(storage=storage, study_name="s"), objective, 8, 100,
                       "cpu")
-    assert first.size == 8 and first.batched_ms > 0 and first.sequential_ms > 0
+    assert first.size == 8 and [w for w, _ in first.step_ms] == [1, 4, 8]
+    assert all(ms > 0 for _, ms in first.step_ms)
     again = for_study(optuna.load_study(storage=storage, study_name="s"), objective, 8, 100,
                       "cpu")
     assert again == first
     other = for_study(optuna.load_study(storage=storage, study_name="s"), objective, 4, 100,
                       "cpu")
-    assert other.wanted == 4 and other.batched_ms != first.batched_ms
+    assert other.wanted == 4 and [w for w, _ in other.step_ms] == [1, 4]
     stored = optuna.load_study(storage=storage, study_name="s").user_attrs[CHOICE_ATTR]
-    assert stored["asked"] == 4 and BatchChoice(**{k: v for k, v in stored.items()
-                                                  if k != "asked"}) == other
+    assert stored["asked"] == 4 and BatchChoice.stored(
+        {k: v for k, v in stored.items() if k != "asked"}) == other
 
 
 _UNDER_A_LIMIT = textwrap.dedent("""
@@ -46,19 +47,20 @@ _UNDER_A_LIMIT = textwrap.dedent("""
     size = int(next(l for l in status if l.startswith("VmSize")).split()[1]) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (size + (1500 << 20), resource.RLIM_INFINITY))
     choice = choose_batch(objective, 32, 10, "cpu")
-    print(choice.wanted, choice.reason)
+    print(choice.size, max(w for w, _ in choice.step_ms), choice.reason)
 """)
 
 
 def test_a_batch_that_runs_out_of_memory_is_halved_until_one_fits() -> None:
     """32 rows of 4M float64 parameters (1 GiB with their gradients alone) under an address
     space limit of 1.5 GiB more than the process holds: the probe runs out of memory and
-    halves the batch until one fits, which the choice says."""
+    halves the widest stack until one fits, which the choice says; 32 trials still run
+    together (the study does not change)."""
     done = subprocess.run([sys.executable, "-c", _UNDER_A_LIMIT], cwd=REPO, text=True,
                           capture_output=True, timeout=300, check=False,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
                                "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    wanted, reason = done.stdout.split(maxsplit=1)
-    assert 2 <= int(wanted) < 32
+    size, widest, reason = done.stdout.split(maxsplit=2)
+    assert int(size) == 32 and 2 <= int(widest) < 32
     assert reason.strip() == "32 rows ran out of memory"

@@ -20,15 +20,17 @@ CHUNK = 25
 WINDOW = 100
 
 
-def first_stop(loss: np.ndarray, ratio: float | np.ndarray, epochs: int = EPOCHS) -> int | None:
-    """Epochs run when the watch asks to stop, chunk by chunk, or None if it never does."""
+def first_stop(loss: np.ndarray, ratio: float | np.ndarray, epochs: int = EPOCHS,
+               verdict: str = "stalled") -> int | None:
+    """Epochs run when the watch asks to stop, chunk by chunk (its verdict ``verdict``), or
+    None if it never does."""
     whole = stats(loss, ratio)
     watch = StallWatch(epochs, window=WINDOW)
     for start in range(0, len(whole), CHUNK):
         chunk = EpochStats(start, *(getattr(whole, m)[start:start + CHUNK]
                                     for m in EPOCH_METRICS))
         if watch.on_chunk(chunk):
-            assert watch.verdict is not None and watch.verdict.name == "stalled"
+            assert watch.verdict is not None and watch.verdict.name == verdict
             return start + len(chunk)
     assert watch.verdict is None
     return None
@@ -49,6 +51,17 @@ def first_stop(loss: np.ndarray, ratio: float | np.ndarray, epochs: int = EPOCHS
 def test_stall_watch_stops_only_trials_stalled_since_their_start(
         name: str, loss: np.ndarray, ratio: float | np.ndarray, stops_at: int | None) -> None:
     assert first_stop(loss, ratio) == stops_at, name
+
+
+def test_the_watch_stops_trials_that_do_not_learn_or_that_diverge() -> None:
+    """A loss that stays at its start while the parameters move (flat: no lr fixes it) and a
+    loss that grows a millionfold (diverging, still finite) stop at the window; a loss that
+    starts flat and falls within the window does not."""
+    noise = np.random.default_rng(0).normal(0.0, 1e-3, EPOCHS)
+    assert first_stop(2.3 + noise, 1e-3, verdict="flat") == WINDOW
+    assert first_stop(geometric(1.0, 1e30, EPOCHS), 1e-2, verdict="diverged") == WINDOW
+    late = np.r_[np.full(40, 2.3), geometric(2.3, 1e-3, EPOCHS - 40)]
+    assert first_stop(late, 1e-3) is None
 
 
 def test_stall_watch_never_stops_at_the_last_chunk() -> None:
