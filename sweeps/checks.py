@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from sweeps.errors import UsageError
 
-__all__ = ["DEVICES", "at_least", "choice", "names", "number", "positive", "readable_text",
-           "resolve_device", "writable_file"]
+__all__ = ["DEVICES", "at_least", "check_device", "choice", "names", "number", "positive",
+           "readable_text", "resolve_device", "worker_device", "writable_file"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -73,13 +74,37 @@ def writable_file(field: str, path: str, suffix: str | None = None) -> None:
         raise UsageError(field, path, "use a file path in an existing folder")
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` as ``cuda`` where CUDA is available, else ``cpu``; ``cuda`` only there."""
-    choice("device", name, DEVICES)
+def check_device(name: str) -> None:
+    """``name`` is auto, cpu, cuda or cuda:K (K a device index)."""
+    if name not in DEVICES and not re.fullmatch(r"cuda:\d+", name):
+        raise UsageError("device", name, "use auto, cpu, cuda or cuda:K (K a GPU's index)")
+
+
+def resolve_device(name: str, worker: int = 0) -> str:
+    """The device of worker ``worker`` of a sweep (0: the main process): ``auto`` as ``cuda``
+    where CUDA is available, else ``cpu``; ``cuda`` and ``cuda:K`` only there (see
+    ``worker_device``)."""
+    check_device(name)
     import torch
 
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+        name = "cuda" if count else "cpu"
+    return worker_device(name, worker, count)
+
+
+def worker_device(name: str, worker: int, count: int) -> str:
+    """Where worker ``worker`` trains, given the device asked for (``cpu``, ``cuda`` or
+    ``cuda:K``) and ``count`` visible GPUs: with several, ``cuda`` spreads the workers over
+    them (worker i on ``cuda:{i mod count}``); ``cuda:K`` puts every worker on GPU K."""
+    if name == "cpu":
+        return name
+    if not count:
         raise UsageError("device", name, "CUDA is not available here; use auto or cpu")
+    if name == "cuda":
+        return f"cuda:{worker % count}" if count > 1 else name
+    index = int(name.partition(":")[2])
+    if index >= count:
+        raise UsageError("device", name, f"this machine has {count} GPU(s): use cuda:0 to "
+                                         f"cuda:{count - 1}")
     return name

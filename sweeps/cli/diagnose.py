@@ -94,7 +94,7 @@ def build_parser() -> Parser:
                    help="last lr of the range test (default 1e8 for SGD-like optimizers, "
                         "1e3 for adaptive ones)")
     p.add_argument("--plot", metavar="PNG", help="write the range test's curve to this PNG")
-    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:K")
     p.add_argument("--tracking-uri", default=SweepConfig().tracking_uri,
                    help="MLflow tracking URI (default: sqlite:///mlruns/mlflow.db)")
     p.add_argument("--experiment", default="diagnose",
@@ -113,7 +113,7 @@ def spec_from_args(args: Any) -> DiagnoseSpec:
     """The validated spec; ``UsageError`` names the first bad option."""
     checks.choice("optimizer", args.optimizer, OPTIMIZERS)
     checks.choice("scheduler", args.scheduler, SCHEDULERS)
-    checks.choice("device", args.device, checks.DEVICES)
+    checks.check_device(args.device)
     for field, value in (("lr", args.lr), ("target-ratio", args.target_ratio),
                          ("range-min", args.range_min), ("range-max", args.range_max)):
         if value is not None:

@@ -85,10 +85,11 @@ def build_parser() -> Parser:
                                                f"default storage is {WORKERS_STORAGE})")
     p.add_argument("--threads", type=int, help="torch intra-op threads of each worker process "
                    "(default: OMP_NUM_THREADS where set, else the cores divided by --workers)")
-    p.add_argument("--batch", type=int, help="at most this many trials run together as one "
-                   "tensor program, where a measurement at the start says it pays (default: "
-                   "25; 1: one at a time)")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--batch", type=int, help="trials that run together, pruned against each "
+                   "other in lockstep, as stacks of rows of a measured width (default: 25; 1: "
+                   "one at a time)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:K; with several GPUs, "
+                   "cuda puts worker i of --workers on GPU i mod their count")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -111,16 +111,14 @@ def open_session(config: SweepConfig) -> SweepSession:
 
 
 def run_helper(config: SweepConfig) -> None:
-    """A helper worker's part of the sweep (``sweeps.parallel.workers``): its trials until
-    the study holds its target, and nothing else: the main process measured the batch (the
-    helper reads the choice from the study), draws the plots, trains their reference run and
-    closes the parent run."""
-    from dataclasses import replace
-
+    """A helper worker's part of the sweep (``sweeps.parallel.workers``, which turns its plots
+    off): its trials until the study holds its target, and nothing else. The main process
+    measured the batch (the helper reads the choice from the study), draws the plots, trains
+    their reference run and closes the parent run."""
     from sweeps.cli.common import setup_logging
 
     setup_logging(True)  # the main process shows progress and the summary
-    session = open_session(replace(config, plots=False))
+    session = open_session(config)
     try:
         session.sweep.run()
     finally:

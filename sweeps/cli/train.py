@@ -50,8 +50,7 @@ def build_parser() -> Parser:
     p.add_argument("--option", metavar="K=V", action="append", default=[],
                    help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the objective's)")
-    p.add_argument("--device", default="auto", choices=checks.DEVICES,
-                   help="auto (default), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:K")
     p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
     p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
     p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction, default=True,

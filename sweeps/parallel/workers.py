@@ -68,6 +68,7 @@ def _helper(work: Callable[[SweepConfig], None], config: SweepConfig, index: int
             parent: int, threads: int) -> None:
     import torch  # noqa: F401  (loaded first, so that its thread counts can be set)
 
+    from sweeps.checks import resolve_device
     from sweeps.parallel.signals import Terminated, exit_status, terminate_as_exception
 
     use_threads(threads)
@@ -80,10 +81,11 @@ def _helper(work: Callable[[SweepConfig], None], config: SweepConfig, index: int
                     return
         except Terminated:  # cancelled: the sweep could not be opened
             return
-        # each process its own sampler stream, or their first random trials coincide; the
-        # main process draws the plots at the end
+        # each process its own sampler stream, or their first random trials coincide, and
+        # its own GPU where there are several; the main process draws the plots at the end
         try:
-            work(config.with_overrides({"seed": config.seed + index, "plots": False}))
+            work(config.with_overrides({"seed": config.seed + index, "plots": False,
+                                        "device": resolve_device(config.device, index)}))
         except Terminated as exc:
             raise SystemExit(exit_status(exc)) from None
 

@@ -54,9 +54,10 @@ class SweepConfig:
     workers: int = 1  # worker processes on this machine
     threads: int | None = None  # torch intra-op threads of each worker process; default:
     # OMP_NUM_THREADS where set, else the cores divided by workers (sweeps.parallel.threads)
-    batch: int = 25  # at most this many trials run as one tensor program, where measured
+    batch: int = 25  # trials run together (in lockstep, as stacks of a measured width)
     # to pay (sweeps.batched.sizing); 1: one at a time
-    device: str = "auto"  # auto, cpu or cuda
+    device: str = "auto"  # auto, cpu, cuda (with several GPUs, --workers spread over them)
+    # or cuda:K
     timeout: float | None = None  # stop starting new trials after this many seconds
     export: str | None = None  # write the best trial's JSON here at the end
     quiet: bool = False  # no progress display
@@ -81,7 +82,7 @@ class SweepConfig:
         checks.names("schedulers", self.schedulers, SCHEDULERS)
         checks.choice("sampler", self.sampler, SAMPLERS)
         checks.choice("pruner", self.pruner, PRUNERS)
-        checks.choice("device", self.device, checks.DEVICES)
+        checks.check_device(self.device)
         if self.lr_range is not None:
             checks.choice("lr-range", self.lr_range, LR_RANGES)
         if self.direction is not None:
