@@ -39,7 +39,7 @@ QUICK = ["--epochs", "3000", "--optimizers", "adam,sgd", "--schedulers", "none,c
 MIXED = ["--objective", "tests.toy_objectives:Quadratic", "--epochs", "2000",
          "--optimizers", "sgd,adam", "--schedulers", "none", "--lr-min", "1e-3",
          "--lr-max", "1e2", "--sampler", "random", "--pruner", "median", "--quiet", *NO_PLOTS,
-         *SEQUENTIAL]
+         *SEQUENTIAL, "--no-prune-stalled"]  # diverging trials run on to fail (FAIL states)
 
 
 def _database(postgres: PostgresCluster, prefix: str) -> str:
