@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sweeps.batched.stack import out_of_memory
+from sweeps.parallel.threads import threads_for
 from sweeps.training.hparams import Hyperparams
 
 if TYPE_CHECKING:
@@ -181,12 +182,8 @@ def _one_thread(device: str) -> Iterator[None]:
     if torch.device(device).type == "cuda":
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with threads_for(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _synchronizer(device: str) -> Callable[[], None]:

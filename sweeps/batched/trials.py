@@ -20,6 +20,7 @@ whole batch, with one warning, if ``vmap`` cannot trace the objective's loss.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,6 +72,7 @@ def train_batch(
     log_steps: bool = False,
     on_result: OnResult | None = None,
     width: int | None = None,
+    on_stacks: Callable[[list[list[int]]], None] | None = None,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
@@ -81,16 +83,17 @@ def train_batch(
     The batchable configurations (two or more) train in lockstep as stacks of at most
     ``width`` rows each (None: one stack; ``sweeps.batched.sizing`` measures the fastest), so
     that they prune each other at every report whatever the width: the width changes the
-    speed, not the study."""
+    speed, not the study. ``on_stacks(groups)`` hears, before the first epoch, which
+    configurations each stack holds, in the order of its rows (``sweeps.batched.replay``)."""
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
     stacks: list[TrialStack] = []
+    step = width or len(members)
+    groups = [members[start:start + step] for start in range(0, len(members), step)]
     if len(members) >= 2:
-        step = width or len(members)
-        for start in range(0, len(members), step):
-            group = members[start:start + step]
+        for group in groups:
             stack = batched_stack(objective, [hps[b] for b in group], epochs, device,
                                   per_tensor, [observers[b] for b in group], chunk,
                                   _told(on_result, group), log_steps)
@@ -99,6 +102,8 @@ def train_batch(
                 break
             stacks.append(stack)
     batched = members if stacks else []
+    if stacks and on_stacks is not None:
+        on_stacks(groups)
     results: list[TrainResult | None] = [None] * len(hps)
     for b, hp in enumerate(hps):
         if b not in batched:

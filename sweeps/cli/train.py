@@ -10,7 +10,7 @@ import argparse
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeps import checks
 from sweeps.cli.common import Parser, guarded, setup_logging
@@ -21,6 +21,9 @@ from sweeps.study.config import SweepConfig, parse_kv
 from sweeps.study.metric import StudyMetric
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import Observer
+
+if TYPE_CHECKING:
+    from sweeps.batched.replay import StackRecord
 
 __all__ = ["RunSpec", "main"]
 
@@ -35,6 +38,7 @@ class RunSpec:
     epochs: int | None  # None: the objective's default
     expected: float | None = None  # value the export recorded, to compare with
     metric: StudyMetric = StudyMetric()  # the study's metric that ``expected`` is a value of
+    stack: StackRecord | None = None  # the stack the trial ran in (None: it ran alone)
 
 
 def build_parser() -> Parser:
@@ -83,6 +87,8 @@ def spec_from_args(args: Any) -> RunSpec:
 
 def spec_from_export(path: str) -> RunSpec:
     """The run an export describes (plain JSON: nothing in it is executed)."""
+    from sweeps.batched.replay import StackRecord
+
     text = checks.readable_text("params", path, "JSON")
     try:
         data = json.loads(text)
@@ -97,8 +103,10 @@ def spec_from_export(path: str) -> RunSpec:
             raise TypeError("'params' and 'objective.args' must be JSON objects")
         hp = Hyperparams.from_dict(params)
         metric = StudyMetric(**data.get("metric", {}))  # older exports: the training loss
+        stack = data.get("stack")  # older exports, and trials that ran alone: none
         return RunSpec(str(objective["name"]), {str(k): str(v) for k, v in args.items()},
-                       hp, int(data["epochs"]), float(data["value"]), metric)
+                       hp, int(data["epochs"]), float(data["value"]), metric,
+                       None if stack is None else StackRecord.from_dict(stack))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
 
@@ -141,7 +149,6 @@ def _train(args: Any) -> int:
     import torch
 
     from objectives import build, evaluate
-    from sweeps.training.loop import train
 
     setup_logging(args.quiet)
     spec = spec_from_args(args)
@@ -162,8 +169,7 @@ def _train(args: Any) -> int:
         observers = (run,)
     initial = objective.init_params(torch.device(device))
     before = {k: float(v.double().mean()) for k, v in initial.items()}
-    result = train(objective, spec.hp, epochs, device=device, observers=observers,
-                   per_tensor=args.per_tensor, log_steps=args.log_steps)
+    result = _run(objective, spec, epochs, device, observers, args)
     after = {k: float(v.double().mean()) for k, v in (result.params or {}).items()}
     if tracker is not None and run is not None:
         _log_param_means(tracker, run.run_id, before, after, result.epochs_run)
@@ -172,6 +178,28 @@ def _train(args: Any) -> int:
               else {})
     _report(spec, result, before, after, scores, run.run_id if run else None)
     return 0 if result.status == "complete" else 1
+
+
+def _run(objective: Any, spec: RunSpec, epochs: int, device: str,
+         observers: tuple[Observer, ...], args: Any) -> Any:
+    """The run: an exported trial as its sweep ran it (its row of the same stack, so that a
+    float32 trial ends where the study recorded it), anything else alone."""
+    import logging
+
+    from sweeps.batched.replay import replay
+    from sweeps.training.loop import train
+
+    if spec.stack is not None:
+        rows = len(spec.stack.rows)
+        logging.getLogger(__name__).info(
+            "replaying the trial as row %d of its stack of %d row%s, on %d thread(s), as the "
+            "sweep ran it", spec.stack.row, rows, "s" * (rows > 1), spec.stack.threads)
+        result = replay(objective, spec.stack, epochs, device=device, observers=observers,
+                        per_tensor=args.per_tensor, log_steps=args.log_steps)
+        if result is not None:
+            return result
+    return train(objective, spec.hp, epochs, device=device, observers=observers,
+                 per_tensor=args.per_tensor, log_steps=args.log_steps)
 
 
 def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[Any, Any]:

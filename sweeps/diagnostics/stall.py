@@ -9,8 +9,9 @@ rules (``sweeps.training.verdicts``) to the epochs run so far, in this order:
   ``stalled_change`` of itself since the first epoch (over a window alone, a trial that has
   converged would look stalled too); the seed's SGD at lr 0.01, for one, would spend its
   remaining epochs where it is;
-- ``flat`` (not learning): the loss stays at its starting level, or at chance with a dead or
-  blind layer, and does not descend in the last third, while the parameters move.
+- ``flat`` (not learning), from a third of the epochs on (at least 3): the loss stays at its
+  starting level, or at chance with a dead or blind layer, and does not descend in the last
+  third, while the parameters move. (Earlier, a slow start is too easily taken for it.)
 
 The verdict says why (the trial's ``pruned_by`` and ``pruned_reason`` tags). On by default
 (``--no-prune-stalled``): ``python -m bench.stall`` measured the stalled rule saving time
@@ -48,7 +49,8 @@ class StallWatch(Observer):
         if done < self.window or done >= self.epochs:  # too early, or nothing left to save
             return False
         run = EpochStats.concat(self._parts)
-        self.verdict = next((v for v in (rule(run, None, self.thresholds)
-                                         for rule in (diverged, stalled, flat))
+        rules = (diverged, stalled, flat) if done >= max(3, self.epochs // 3) else (
+            diverged, stalled)
+        self.verdict = next((v for v in (rule(run, None, self.thresholds) for rule in rules)
                              if v is not None), None)
         return self.verdict is not None

@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from sweeps.study.metric import StudyMetric
     from sweeps.training.loop import TrainResult
 
-__all__ = ["FORMAT", "INTERRUPTED_ATTR", "RUN_ID_ATTR", "SETTINGS_ATTR", "best_documents",
-           "counted_trials", "load_study", "outcome_attrs", "stored_metric", "trials_frame",
-           "write_json"]
+__all__ = ["FORMAT", "INTERRUPTED_ATTR", "RUN_ID_ATTR", "SETTINGS_ATTR", "STACK_ATTR",
+           "best_documents", "counted_trials", "load_study", "outcome_attrs", "stack_of",
+           "stored_metric", "trials_frame", "write_json"]
 
 # Trial and study attributes the sweep writes (stored data: the names do not change).
 INTERRUPTED_ATTR = "interrupted"  # killed, signalled or surplus: counted against nothing
 RUN_ID_ATTR = "mlflow_run_id"  # the trial's tracked run
+STACK_ATTR = "stack"  # the rows of the stack the trial trained in (sweeps.batched.replay)
 SETTINGS_ATTR = "lrsweep_settings"  # the study's fixed settings, compared on resume
 
 FORMAT = "lrsweep.best/1"  # the exported document's format tag
@@ -177,9 +178,36 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
         "seed": study.user_attrs.get("seed"),
         "device": t.user_attrs.get("device"),
         "params": t.user_attrs.get("hparams", {}),
+        "stack": stack_of(t, study),
         "mlflow_run_id": t.user_attrs.get(RUN_ID_ATTR),
         "versions": versions(),
     } for t in complete[:top]]
+
+
+def stack_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> dict[str, Any] | None:
+    """How ``trial`` ran, for ``sweeps.train`` to replay it: its stack's rows with their
+    configurations and the epochs after which the pruned ones left (``StackRecord.to_dict``);
+    None where it ran alone, outside a stack."""
+    from optuna.trial import TrialState
+
+    from sweeps.batched.replay import StackRecord
+    from sweeps.training.hparams import Hyperparams
+
+    record = trial.user_attrs.get(STACK_ATTR)
+    if not record:
+        return None
+    numbers = [row["trial"] for row in record["rows"] if "trial" in row]
+    others = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in numbers}
+    rows = []
+    for row in record["rows"]:
+        if "trial" not in row:  # a rider: ran to its end
+            rows.append((Hyperparams.from_dict(row["params"]), None))
+            continue
+        other = others[row["trial"]]
+        leave = other.user_attrs.get("epochs_run") if other.state == TrialState.PRUNED else None
+        rows.append((Hyperparams.from_dict(other.user_attrs["hparams"]), leave))
+    mine = next(i for i, row in enumerate(record["rows"]) if row.get("trial") == trial.number)
+    return StackRecord(tuple(rows), mine, record["threads"]).to_dict()
 
 
 def versions() -> dict[str, str]:

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sweeps.study.reaper import reap_stale
-from sweeps.study.results import INTERRUPTED_ATTR, RUN_ID_ATTR, counted_trials, outcome_attrs
+from sweeps.study.results import (
+    INTERRUPTED_ATTR,
+    RUN_ID_ATTR,
+    STACK_ATTR,
+    counted_trials,
+    outcome_attrs,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -169,6 +175,9 @@ class Sweep:
                 ended.append((started[i], result))
                 tell_closed()
 
+        def on_stacks(groups: list[list[int]]) -> None:
+            record_stacks(groups, started, [r.hparams for r in riders])
+
         try:
             for trial in trials:
                 started.append(self._start(trial, view))
@@ -180,7 +189,8 @@ class Sweep:
                                   device=self.device, observers=observers + [()] * len(riders),
                                   per_tensor=self.config.per_tensor,
                                   log_steps=self.config.log_steps, on_result=on_result,
-                                  width=self.batching.width if self.batching else None)
+                                  width=self.batching.width if self.batching else None,
+                                  on_stacks=on_stacks)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],
@@ -247,6 +257,22 @@ class Sweep:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
         return {**hp.to_dict(), "epochs": self.epochs, "objective": self.objective.name,
                 **args, "seed": self.config.seed}
+
+
+def record_stacks(groups: list[list[int]], started: list[Started],
+                  riders: list[Hyperparams]) -> None:
+    """Keep with each trial of a stack (``groups``: indices into ``started`` then ``riders``)
+    the rows of its stack, by trial number (a rider by its configuration), and torch's
+    threads: what ``sweeps.export`` needs to replay the trial (``sweeps.batched.replay``)."""
+    import torch
+
+    for group in groups:
+        rows = [{"trial": started[b].trial.number} if b < len(started)
+                else {"params": riders[b - len(started)].to_dict()} for b in group]
+        record = {"rows": rows, "threads": torch.get_num_threads()}
+        for b in group:
+            if b < len(started):
+                started[b].trial.set_user_attr(STACK_ATTR, record)
 
 
 class _Teller:
