@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeps.batched.stack import run_together
-from sweeps.parallel.threads import threads_for
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import Observer
+from sweeps.training.threads import threads_for
 
 if TYPE_CHECKING:
     import torch

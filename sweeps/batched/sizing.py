@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sweeps.batched.stack import out_of_memory
-from sweeps.parallel.threads import threads_for
 from sweeps.training.hparams import Hyperparams
+from sweeps.training.threads import threads_for
 
 if TYPE_CHECKING:
     import optuna

@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["AUXILIARY", "TorchThreads", "available_cores", "decide_threads", "physical_cores",
-           "threads_for", "use_threads", "worker_threads"]
+           "use_threads", "worker_threads"]
 
 AUXILIARY = 1  # intra-op threads of a process that does no heavy torch math
 USER_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # torch reads these for its default
@@ -77,19 +77,6 @@ def worker_threads(workers: int, threads: int | None = None, *,
     return decide_threads(workers, threads, cores=available_cores(),
                           default=current if fresh else physical_cores(), current=current,
                           environ=os.environ)
-
-
-@contextlib.contextmanager
-def threads_for(count: int) -> Iterator[None]:
-    """torch on ``count`` intra-op threads inside the block, as it was after it."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def use_threads(count: int, *, own: bool = True) -> None:

@@ -26,7 +26,7 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          "--objective", "tests.toy_objectives:Quadratic",
                          "--optimizers", "sgd,adam", "--schedulers", "none,cosine",
                          "--lr-min", "1e-3", "--lr-max", "1e3", "--sampler", "random",
-                         "--pruner", "none", "--seed", "3", "--quiet"])
+                         "--pruner", "none", "--no-prune-stalled", "--seed", "3", "--quiet"])
     assert code == 0
     return workdir
 
