@@ -104,8 +104,8 @@ class LossSchedule:
 def _stand_in(lrs: list[float]) -> torch.optim.Optimizer:
     """An optimizer with one parameter group per lr and nothing else, for a scheduler to set
     their lrs. Not a real ``torch.optim`` optimizer: building the first one of a process
-    imports ``torch._dynamo`` (seconds of CPU and tens of MiB) in a batched sweep that
-    otherwise never builds one."""
+    imports ``torch._dynamo`` (the README's memory figures show its cost) in a batched sweep
+    that otherwise never builds one."""
     import torch
 
     class StandIn(torch.optim.Optimizer):

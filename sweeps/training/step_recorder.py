@@ -7,10 +7,10 @@ the parameters' device. A step costs one copy of the parameters (before the step
 scratch buffer of their size, which the update is then subtracted from in place, and three L1
 sums per tensor (gradient, parameters before, update): each an ``abs`` into that buffer and a
 ``sum`` per row written straight into the step's numerators and denominators, so per-tensor
-sums come at no extra copy. (On the CPU ``abs`` then ``sum`` is about five times faster than
-``vector_norm(x, 1)`` or ``_foreach_norm(xs, 1)``, and more accurate in float32.) The step's
-row is then one ``addcdiv_`` into the epoch's sums, and its squared losses one ``addcmul_``
-into theirs (for the spread of the epoch's step losses, ``EpochStats.loss_std``).
+sums come at no extra copy. (On the CPU ``abs`` then ``sum`` beats ``vector_norm(x, 1)`` and
+``_foreach_norm(xs, 1)``, and is more accurate in float32: the README has the figure.) The
+step's row is then one ``addcdiv_`` into the epoch's sums, and its squared losses one
+``addcmul_`` into theirs (for the spread of the epoch's step losses, ``EpochStats.loss_std``).
 ``end_epoch`` stores the epoch's other metrics (validation), still on the device; ``drain``
 divides by the steps and moves the whole chunk to the host in one transfer.
 
