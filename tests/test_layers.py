@@ -41,11 +41,10 @@ ALLOWED: dict[str, set[str]] = {
                             "sweeps.batched", "sweeps.diagnostics"},
     "sweeps.parallel": BASE | {"sweeps.study", "sweeps.batched", "sweeps.training"},
     "sweeps.cli": BASE | {"objectives", "sweeps", "tracking"},
-    # commands: ``python -m sweeps.<command>`` and ``python -m tracking.ui`` sit on top
+    # commands: ``python -m sweeps.<command>`` sit on top
     "sweeps.run": {"sweeps.cli"}, "sweeps.train": {"sweeps.cli"},
     "sweeps.export": {"sweeps.cli"}, "sweeps.compare": {"sweeps.cli"},
-    "sweeps.diagnose": {"sweeps.cli"},
-    "tracking.ui": BASE | {"sweeps.cli", "sweeps.storage"},
+    "sweeps.diagnose": {"sweeps.cli"}, "sweeps.ui": {"sweeps.cli"},
     "sweeps.configs": set(),
 }
 

@@ -33,7 +33,7 @@ CI_RUN = ROOT / ".ci" / "run"
 # The CLIs the README is expected to show; any other ``python -m`` module of these packages is
 # checked the same way (so a new command in the README is never skipped silently).
 CLI_MODULES = ("sweeps.run", "sweeps.train", "sweeps.export", "sweeps.compare",
-               "sweeps.diagnose", "tracking.ui")
+               "sweeps.diagnose", "sweeps.ui")
 PROJECT_PACKAGES = ("sweeps", "tracking", "objectives", "bench", "examples")
 HEAVY = ("torch", "mlflow", "optuna", "pandas")
 TORCH_PIN = "torch==2.13.0"

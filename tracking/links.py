@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 __all__ = ["DEFAULT_BASE", "compare_view", "metric_view", "runs_page", "sweep_links"]
 
-DEFAULT_BASE = "http://127.0.0.1:5000"  # where ``python -m tracking.ui`` serves by default
+DEFAULT_BASE = "http://127.0.0.1:5000"  # where ``python -m sweeps.ui`` serves by default
 # What the UI itself writes when "Y-axis Log Scale" is switched on; with only
 # ``y_axis_scale=log`` the axis is logarithmic but the switch shows "off".
 _LOG_LAYOUT = {"autosize": True, "yaxis": {"type": "log", "autorange": True}}

@@ -35,6 +35,8 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED",
               "interrupted": "KILLED"}
 _PARAMS_PER_CALL = 100  # MLflow's cap on params per log_batch call
+KIND_TAG = "mlflow.experimentKind"  # the MLflow UI's choice of view for an experiment
+MODEL_TRAINING = "custom_model_development"  # its runs view (the other: genai_development)
 
 Evaluate = Callable[[TrainResult], dict[str, float]]  # metrics of a trial's final state
 
@@ -98,15 +100,21 @@ class StudyTracker:
             sink.close()
 
     def _experiment(self, name: str) -> str:
+        """The experiment ``name``'s id, created (or restored) where needed, and marked as
+        model training (``KIND_TAG``), so that the MLflow UI opens it in its runs view and
+        not its GenAI one."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
+            if KIND_TAG not in found.tags:  # created by an earlier version
+                self.client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_TRAINING)
             return str(found.experiment_id)
         root = artifact_root(self.client.tracking_uri)
         location = f"{root}/{name}" if root else None
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(self.client.create_experiment(name, artifact_location=location,
+                                                     tags={KIND_TAG: MODEL_TRAINING}))
         except Exception:  # another worker created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:

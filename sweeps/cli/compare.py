@@ -103,7 +103,7 @@ def _compare(args: Any) -> int:
     if experiment and run_ids:
         from tracking.links import sweep_links
 
-        print("\nin the MLflow UI (python -m tracking.ui):")
+        print("\nin the MLflow UI (python -m sweeps.ui):")
         for name, url in sweep_links(args.ui, experiment, run_ids).items():
             print(f"  {name}: {url}")
     return 0

@@ -18,7 +18,7 @@ from sweeps.cli.common import run_command
 __all__ = ["COMMANDS", "main", "reference"]
 
 COMMANDS = ("sweeps.run", "sweeps.train", "sweeps.export", "sweeps.compare",
-            "sweeps.diagnose", "tracking.ui")
+            "sweeps.diagnose", "sweeps.ui")
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 WIDTH = "100"  # help text is wrapped at this many columns, whatever the terminal
 

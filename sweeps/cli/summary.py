@@ -51,7 +51,7 @@ def summary(frame: Any, metric: StudyMetric, top: int, commands: list[str],
     if commands:
         lines += ["", "next:"] + [f"  {c}" for c in commands]
     if links:
-        lines += ["", "compare in the MLflow UI (start it with: python -m tracking.ui):"]
+        lines += ["", "compare in the MLflow UI (start it with: python -m sweeps.ui):"]
         lines += [f"  {name}: {url}" for name, url in links.items()]
     return "\n".join(lines)
 

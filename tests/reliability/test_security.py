@@ -21,7 +21,7 @@ SECRET = "s3cret"
 
 def test_the_ui_binds_loopback_by_default_and_says_so(processes: Processes,
                                                       tmp_path: Path) -> None:
-    done = processes.run(tmp_path, "--help", module="tracking.ui", timeout=60)
+    done = processes.run(tmp_path, "--help", module="sweeps.ui", timeout=60)
     assert done.rc == 0
     help_text = " ".join(done.stdout.split())
     assert "default: 127.0.0.1" in help_text and "this machine only" in help_text

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from sweeps.cli import export, run
 from sweeps.study.results import load_study
 from sweeps.training.stats import EPOCH_METRICS
+from tracking.study_run import KIND_TAG, MODEL_TRAINING, StudyTracker
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
@@ -56,6 +57,24 @@ def test_one_experiment_one_parent_and_a_child_per_trial(sweep_dir: Path) -> Non
     assert sorted(c.info.run_name for c in children) == sorted(f"trial-{t.number}"
                                                                  for t in trials)
     assert parents[0].info.status == "FINISHED"
+
+
+def test_the_experiment_opens_in_the_ui_as_model_training(sweep_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """The study's experiment says it is model training (the UI's runs view, not its GenAI
+    view); one created without the tag, by an earlier version, gets it when a tracker opens
+    it."""
+    client = _client(sweep_dir)
+    assert client.get_experiment_by_name("layout").tags[KIND_TAG] == MODEL_TRAINING
+    older = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = older.create_experiment("older")
+    assert KIND_TAG not in older.get_experiment(experiment_id).tags
+    tracker = StudyTracker(older, "older")
+    try:
+        assert tracker.experiment_id == experiment_id
+        assert older.get_experiment(experiment_id).tags[KIND_TAG] == MODEL_TRAINING
+    finally:
+        tracker.close()
 
 
 def test_terminal_states_match_optuna(sweep_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The MLflow UI in a real browser: a small sweep, ``python -m tracking.ui`` on a free port, and
+"""The MLflow UI in a real browser: a small sweep, ``python -m sweeps.ui`` on a free port, and
 Debian's Chromium driven by Playwright through the views ``tracking.links`` points at.
 
 Needs ``/usr/bin/chromium`` (apt: chromium fonts-liberation) and the ``playwright`` package;
@@ -112,14 +112,14 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
 
 @pytest.fixture(scope="module")
 def ui_base(sweep: Sweep) -> Iterator[str]:
-    """``python -m tracking.ui`` on a free port, in the sweep's folder; its base URL."""
+    """``python -m sweeps.ui`` on a free port, in the sweep's folder; its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = sweep.workdir / "ui.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tracking.ui", "--port", str(port)],
+            [sys.executable, "-m", "sweeps.ui", "--port", str(port)],
             cwd=sweep.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -135,7 +135,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log_path: Path,
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"tracking.ui exited with {proc.returncode}:\n"
+            raise RuntimeError(f"sweeps.ui exited with {proc.returncode}:\n"
                                f"{log_path.read_text(errors='replace')[-4000:]}")
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
@@ -144,7 +144,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base: str, log_path: Path,
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"tracking.ui not healthy after {timeout:.0f}s:\n"
+            raise RuntimeError(f"sweeps.ui not healthy after {timeout:.0f}s:\n"
                                f"{log_path.read_text(errors='replace')[-4000:]}")
         time.sleep(0.2)
 
@@ -236,6 +236,7 @@ def test_runs_page_nests_the_trials_under_the_parent_run(
         f"#/experiments/{sweep.experiment_id}/runs/{sweep.parent_id}")
     trial_links = [page.get_by_role("link", name=name, exact=True) for name in sweep.trial_runs]
     assert [link.count() for link in trial_links] == [0] * TRIALS  # collapsed under the parent
+    assert page.get_by_text("Evaluation runs").count() == 0  # the runs view, not the GenAI one
     _screenshot(page, "runs-collapsed")
 
     parent.get_by_role("button").click()  # the [+] expander beside the run name

@@ -142,7 +142,7 @@ def compare(id: str, argv: Sequence[str], *expect: str, **kw: Any) -> Any:
 
 
 def ui(id: str, argv: Sequence[str], *expect: str, **kw: Any) -> Any:
-    return case(id, "tracking.ui", argv, *expect, **kw)
+    return case(id, "sweeps.ui", argv, *expect, **kw)
 
 
 GOOD_PARAMS = {"objective": {"name": "rebalance", "args": {}}, "epochs": 3, "value": 0.0,
@@ -338,7 +338,7 @@ CASES = [
             "csv", "nodir/trials.csv", prepare=[study()]),
     compare("compare-journal-study-not-found",
             ["--study", STUDY, "--storage", "journal:///j/sweeps.journal"], "study", STUDY),
-    # tracking.ui
+    # sweeps.ui
     ui("ui-port-zero", ["--port", "0"], "port", "0"),
     ui("ui-port-too-large", ["--port", "70000"], "port", "70000"),
     ui("ui-port-not-a-number", ["--port", "http"], "port", "http"),

@@ -1,7 +1,7 @@
 """Start the MLflow UI on 127.0.0.1 against the project's store.
 
-    python -m tracking.ui                 # http://127.0.0.1:5000
-    python -m tracking.ui --port 5001
+    python -m sweeps.ui                   # http://127.0.0.1:5000
+    python -m sweeps.ui --port 5001
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from sweeps.cli.common import Parser, guarded, run_command
+from sweeps.cli.common import Parser, guarded
 from sweeps.errors import UsageError
 from sweeps.storage.backends import DEFAULT_TRACKING_URI
 
@@ -18,7 +18,7 @@ __all__ = ["build_parser", "main", "ui_command"]
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="tracking.ui", description=__doc__.split("\n")[0])
+    p = Parser(prog="sweeps.ui", description=__doc__.split("\n")[0])
     p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                    help=f"backend store (default: {DEFAULT_TRACKING_URI})")
     p.add_argument("--host", default="127.0.0.1",
@@ -34,7 +34,7 @@ def ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded("tracking.ui", lambda: _serve(args.tracking_uri, args.host, args.port))
+    return guarded("sweeps.ui", lambda: _serve(args.tracking_uri, args.host, args.port))
 
 
 def _serve(tracking_uri: str, host: str, port: int) -> int:
@@ -52,6 +52,3 @@ def _serve(tracking_uri: str, host: str, port: int) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    run_command(main)
