@@ -7,7 +7,8 @@ The data are materialised once as tensors on each device they are used on. A use
 
     objective = DatasetObjective(
         model, (inputs, targets), batch_size=100, loss_fn=torch.nn.functional.cross_entropy,
-        validation=(val_inputs, val_targets), metrics={"accuracy": accuracy}, name="mine")
+        validation=(val_inputs, val_targets), test=(test_inputs, test_targets),
+        metrics={"accuracy": accuracy}, name="mine")
 
 An epoch is one pass over the training data in batches of ``batch_size`` (the last one smaller,
 or dropped with ``drop_last``), in an order drawn from a generator seeded by ``(seed, epoch)``:
@@ -47,7 +48,8 @@ class DatasetObjective:
 
     ``metrics`` map names to ``fn(outputs, targets)`` (means over rows, e.g. ``accuracy``),
     scored with ``loss_fn`` on the validation data after each epoch as ``val_<name>`` and
-    ``val_loss``. ``seed`` fixes the batch order and the trial's dropout stream; the module's
+    ``val_loss``, and on the ``test`` data once at the end of each complete trial of a sweep
+    as ``test_<name>`` and ``test_loss`` (``evaluate``). ``seed`` fixes the batch order and the trial's dropout stream; the module's
     parameters and buffers are snapshotted at construction. ``lr_ranges`` (optimizer name ->
     (low, high)) are the learning-rate intervals a sweep searches by default;
     ``prune_warmup`` is the epochs a trial runs before a sweep's pruner may stop it (a
@@ -62,6 +64,7 @@ class DatasetObjective:
         batch_size: int,
         loss_fn: LossFn,
         validation: Data | None = None,
+        test: Data | None = None,
         metrics: Mapping[str, MetricFn] | None = None,
         shuffle: bool = True,
         drop_last: bool = False,
@@ -81,14 +84,18 @@ class DatasetObjective:
             raise ObjectiveError("batch_size", batch_size, f"with drop_last use at most the "
                                  f"{len(inputs)} training rows")
         metrics = dict(metrics or {})
-        if metrics and validation is None:
-            raise ObjectiveError("metrics", ", ".join(metrics), "metrics need validation data")
+        if metrics and validation is None and test is None:
+            raise ObjectiveError("metrics", ", ".join(metrics),
+                                 "metrics need validation or test data")
         for key in metrics:
             if not key.isidentifier() or key == "loss":
                 raise ObjectiveError("metrics", key, "use identifiers other than 'loss'")
         held_out = None if validation is None else _materialise("validation", validation)
         if held_out is not None:
-            _check_like(held_out, inputs, targets)
+            _check_like("validation", held_out, inputs, targets)
+        tested = None if test is None else _materialise("test", test)
+        if tested is not None:
+            _check_like("test", tested, inputs, targets)
         initial = initial_parameters(module)
         self.name = name
         self.default_epochs = default_epochs
@@ -101,6 +108,7 @@ class DatasetObjective:
         self._buffers = {key: b.detach().clone() for key, b in module.named_buffers()}
         self._train = (inputs, targets)
         self._validation = held_out
+        self._test = tested
         self._loss_fn = loss_fn
         self._metrics = metrics
         self._arguments = dict(arguments or {})
@@ -162,18 +170,33 @@ class DatasetObjective:
         with torch.no_grad():
             return self._scores(params, state.buffers)
 
-    def _scores(self, params: dict[str, torch.Tensor],
-                buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The validation scores of one set of parameters and buffers (eval mode: no
-        randomness, no buffer updates)."""
-        inputs, targets = self._data("validation", device_of(params))
+    def _scores(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                split: str = "validation") -> dict[str, torch.Tensor]:
+        """The scores of one set of parameters and buffers on held-out ``split`` (eval mode:
+        no randomness, no buffer updates), named ``val_*`` or ``test_*``."""
+        inputs, targets = self._data(split, device_of(params))
+        prefix = "val" if split == "validation" else split
         self._set_mode(False)
         outputs = torch.cat([functional_call(self._module, {**buffers, **params}, (chunk,))
                              for chunk in inputs.split(self.batch_size)])
-        scores = {"val_loss": self._loss_fn(outputs, targets)}
+        scores = {f"{prefix}_loss": self._loss_fn(outputs, targets)}
         for key, fn in self._metrics.items():
-            scores[f"val_{key}"] = torch.as_tensor(fn(outputs, targets), device=outputs.device)
+            scores[f"{prefix}_{key}"] = torch.as_tensor(fn(outputs, targets),
+                                                        device=outputs.device)
         return scores
+
+    def evaluate(self, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """``test_loss`` and ``test_<metric>`` on the test data, once at the end of a trial
+        (eval mode, with the trial's own BatchNorm statistics ``buffers``; none given: the
+        module's initial ones); nothing without test data. Never a study's metric."""
+        if self._test is None:
+            return {}
+        state = self.start_trial(device_of(params))
+        if buffers is not None:
+            state.buffers.update(buffers)
+        with torch.no_grad():
+            return {k: float(v) for k, v in self._scores(params, state.buffers, "test").items()}
 
     def batch_losses(self, params: dict[str, torch.Tensor], state: TrialState,
                      batch: torch.Tensor) -> torch.Tensor:
@@ -237,8 +260,9 @@ class DatasetObjective:
     def _data(self, split: str, device: torch.device) -> _Pair:
         key = (split, device)
         if key not in self._on_device:
-            pair = self._train if split == "train" else self._validation
-            assert pair is not None  # validate() returns early without validation data
+            pair = {"train": self._train, "validation": self._validation,
+                    "test": self._test}[split]
+            assert pair is not None  # the callers return early without held-out data
             inputs, targets = pair
             self._on_device[key] = (inputs.to(device), targets.to(device))
         return self._on_device[key]
@@ -309,13 +333,14 @@ def _materialise(field: str, data: Data) -> _Pair:
     return inputs.detach(), targets.detach()
 
 
-def _check_like(validation: _Pair, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-    """Validation rows shaped like training rows, of the same dtypes."""
-    for got, want, what in ((validation[0], inputs, "inputs"), (validation[1], targets,
-                                                                 "targets")):
+def _check_like(split: str, held_out: _Pair, inputs: torch.Tensor,
+                targets: torch.Tensor) -> None:
+    """Held-out rows (of ``split``) shaped like training rows, of the same dtypes."""
+    for got, want, what in ((held_out[0], inputs, "inputs"), (held_out[1], targets,
+                                                               "targets")):
         if got.shape[1:] != want.shape[1:]:
-            raise ObjectiveError(f"validation {what}", tuple(got.shape),
+            raise ObjectiveError(f"{split} {what}", tuple(got.shape),
                                  f"use rows of shape {tuple(want.shape[1:])}, as in training")
         if got.dtype != want.dtype:
-            raise ObjectiveError(f"validation {what}", str(got.dtype).removeprefix("torch."),
+            raise ObjectiveError(f"{split} {what}", str(got.dtype).removeprefix("torch."),
                                  f"use {str(want.dtype).removeprefix('torch.')}, as in training")

@@ -59,3 +59,12 @@ def misshapen(part: str = "inputs") -> DatasetObjective:
         targets = targets[1:]
     return DatasetObjective(model(), data(0), batch_size=8, loss_fn=nn.functional.cross_entropy,
                             validation=(inputs, targets))
+
+
+def held_out_test(batch_size: int = 8, dropout: float = 0.3) -> DatasetObjective:
+    """``tiny`` with a test split of 20 more rows."""
+    return DatasetObjective(
+        model(dropout), data(0), batch_size=batch_size, loss_fn=nn.functional.cross_entropy,
+        validation=data(1, HELD_OUT), test=data(2, HELD_OUT), metrics={"accuracy": accuracy},
+        name="tests.minibatch_objectives:held_out_test", default_epochs=6,
+        arguments={"batch_size": batch_size, "dropout": dropout})

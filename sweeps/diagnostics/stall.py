@@ -9,7 +9,7 @@ rules (``sweeps.training.verdicts``) to the epochs run so far, in this order:
   ``stalled_change`` of itself since the first epoch (over a window alone, a trial that has
   converged would look stalled too); the seed's SGD at lr 0.01, for one, would spend its
   remaining epochs where it is;
-- ``flat`` (not learning), from a third of the epochs on (at least 3): the loss stays at its
+- ``flat`` (not learning), from a third of the epochs on (at least 5): the loss stays at its
   starting level, or at chance with a dead or blind layer, and does not descend in the last
   third, while the parameters move. (Earlier, a slow start is too easily taken for it.)
 
@@ -49,7 +49,7 @@ class StallWatch(Observer):
         if done < self.window or done >= self.epochs:  # too early, or nothing left to save
             return False
         run = EpochStats.concat(self._parts)
-        rules = (diverged, stalled, flat) if done >= max(3, self.epochs // 3) else (
+        rules = (diverged, stalled, flat) if done >= max(5, self.epochs // 3) else (
             diverged, stalled)
         self.verdict = next((v for v in (rule(run, None, self.thresholds) for rule in rules)
                              if v is not None), None)
