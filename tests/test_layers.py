@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "sweeps.run": {"sweeps.cli"}, "sweeps.train": {"sweeps.cli"},
     "sweeps.export": {"sweeps.cli"}, "sweeps.compare": {"sweeps.cli"},
     "sweeps.diagnose": {"sweeps.cli"}, "sweeps.ui": {"sweeps.cli"},
+    "sweeps.api": {"sweeps.cli"},
     "sweeps.configs": set(),
 }
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sweeps.parallel.threads import TorchThreads
     from sweeps.parallel.workers import Helpers
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "main", "run_config"]
 
 log = logging.getLogger("sweeps.run")
 
@@ -115,10 +115,12 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return guarded("sweeps.run", lambda: _run(config_from_args(args)))
+    return guarded("sweeps.run", lambda: run_config(config_from_args(args)))
 
 
-def _run(config: SweepConfig) -> int:
+def run_config(config: SweepConfig) -> int:
+    """The sweep ``config`` describes, run to its end: the command's exit status (a store
+    that fails mid-sweep: one line on stderr, 1); bad input raises ``UsageError``."""
     import optuna
     import sqlalchemy
     from mlflow.exceptions import MlflowException

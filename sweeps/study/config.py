@@ -20,7 +20,7 @@ from sweeps.study.metric import DIRECTIONS, READ_AT
 from sweeps.study.pruners import DEFAULT_PRUNER, PRUNERS
 from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
 
-__all__ = ["SweepConfig", "field_names", "load_toml", "parse_kv", "split_names"]
+__all__ = ["SweepConfig", "coerce", "field_names", "load_toml", "parse_kv", "split_names"]
 
 LR_RANGES = ("fixed", "auto")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")  # \Z: no trailing newline
@@ -55,7 +55,7 @@ class SweepConfig:
     threads: int | None = None  # torch intra-op threads of each worker process; default:
     # OMP_NUM_THREADS where set, else the cores divided by workers (sweeps.parallel.threads)
     batch: int = 25  # trials run together (in lockstep, as stacks of a measured width)
-    # to pay (sweeps.batched.sizing); 1: one at a time
+    # (sweeps.batched.sizing); 1: one at a time
     device: str = "auto"  # auto, cpu, cuda (with several GPUs, --workers spread over them)
     # or cuda:K
     timeout: float | None = None  # stop starting new trials after this many seconds
@@ -144,13 +144,13 @@ def load_toml(path: str) -> dict[str, Any]:
         name = key.replace("-", "_")
         if name not in known:
             raise UsageError("config key", key, f"use one of {', '.join(known)}")
-        out[name] = _coerce(name, value)
+        out[name] = coerce(name, value, f"config key {name}")
     return out
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """A TOML value as the field's type (lists for the name tuples, tables for args)."""
-    label = f"config key {name}"
+def coerce(name: str, value: Any, label: str) -> Any:
+    """A setting's value (from TOML or Python) as the field's type (lists for the name tuples,
+    tables for args); ``UsageError`` naming ``label`` where it has another type."""
     if name in ("optimizers", "schedulers"):
         if isinstance(value, str):
             return split_names(value)

@@ -1,0 +1,86 @@
+"""The Python API: a sweep from a notebook or a program, the same as ``python -m sweeps.run``.
+
+    from sweeps.api import sweep
+
+    result = sweep(objective, n_trials=20, epochs=10, plots=False)
+    result.best_params, result.best_value       # also: result.study, result.best (the export)
+
+``objective`` is an objective object (``objectives.DatasetObjective`` and the like), a
+registered name or ``pkg.module:attr``; every other keyword is a setting of the command line
+(``sweeps.study.config.SweepConfig``: ``storage``, ``tracking_uri``, ``study``, ``pruner``,
+``seed``, ``batch``, ``device``, ...), with the same defaults. A bad setting raises
+``UsageError`` before anything is written. An objective object runs in this process only:
+``workers`` above 1 needs a name the helper processes can build it from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from sweeps.errors import UsageError
+from sweeps.study.config import NAME_PATTERN, NAME_RULE, SweepConfig, coerce
+
+if TYPE_CHECKING:
+    import optuna
+
+    from objectives import Objective
+
+__all__ = ["SweepResult", "sweep"]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep left: its exit status as the command's (0: finished; 1: a store failed
+    mid-sweep, resumable; 130 or 143: interrupted), the study, and its best complete trial as
+    ``sweeps.export`` writes it (None while no trial is complete)."""
+
+    status: int
+    study: optuna.Study
+    best: dict[str, Any] | None
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        """The best trial's hyperparameters (optimizer, lr, scheduler, sub-parameters)."""
+        return None if self.best is None else dict(self.best["params"])
+
+    @property
+    def best_value(self) -> float | None:
+        """The best trial's value of the study's metric."""
+        return None if self.best is None else float(self.best["value"])
+
+
+def sweep(objective: Objective | str, **settings: Any) -> SweepResult:
+    """Run or resume the sweep of ``objective`` with ``settings`` (see the module)."""
+    import optuna
+
+    from objectives import register
+    from sweeps.cli.run import run_config
+    from sweeps.storage.backends import open_storage
+    from sweeps.study.results import best_documents
+
+    known = {f.name for f in fields(SweepConfig)} - {"objective"}
+    for key in settings:
+        if key not in known:
+            raise UsageError("setting", key, f"use one of {', '.join(sorted(known))}")
+    settings = {key: coerce(key, value, key.replace("_", "-"))
+                for key, value in settings.items() if value is not None}
+    name = objective if isinstance(objective, str) else getattr(objective, "name", None)
+    if not isinstance(objective, str):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.replace(":", ".")):
+            raise UsageError("objective name", name, NAME_RULE)
+        if settings.get("workers", 1) != 1:
+            raise UsageError("workers", settings["workers"], "use 1 with an objective object "
+                             "(helper processes build the objective from a registered name "
+                             "or pkg.module:attr)")
+    config = SweepConfig(objective=name, **settings).validated()
+    if not isinstance(objective, str):
+        given = objective
+        register(name, lambda: given)
+    status = run_config(config)
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
+    try:
+        best: dict[str, Any] | None = best_documents(study)[0]
+    except UsageError:  # no complete trial yet
+        best = None
+    return SweepResult(status, study, best)
