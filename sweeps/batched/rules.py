@@ -3,7 +3,8 @@
 Each rule repeats the single-tensor code path of its ``torch.optim`` class. A row's settings are
 those the sequential optimizer is built with (``sweeps.optim.group_options``); the ones that
 differ between rows (momentum, weight decay) become columns, so that all trials of a batch
-update in a few tensor operations. ``tests/sweeps/batched/test_batched.py`` compares every
+update in a few tensor operations. Weight decay is added to the gradient first, as torch does
+(AdamW's, decoupled, scales the parameters). ``tests/sweeps/batched/test_batched.py`` compares every
 optimizer and scheduler with the sequential loop.
 """
 
@@ -22,6 +23,7 @@ class StackedRule:
     """Updates the rows ``rows`` of stacked parameters; keeps that slice's optimizer state."""
 
     uses: tuple[str, ...] = ()  # the settings read per row, as columns
+    decoupled = False  # weight decay applied to the parameters (AdamW), not the gradient
 
     def __init__(self, rows: slice, settings: list[dict[str, Any]], like: Tensor) -> None:
         if not all(self.supports(s) for s in settings):
@@ -30,7 +32,11 @@ class StackedRule:
         self.device = like.device
         self.step_count = 0
         self.state: list[Any] = []  # per parameter tensor: the rule's buffers, or None
-        self.columns = {key: _column([s[key] for s in settings], like) for key in self.uses}
+        # L2 weight decay, where any row has one (torch adds it to the gradient first)
+        self.l2 = not self.decoupled and any(s.get("weight_decay") for s in settings)
+        uses = (*self.uses, "weight_decay") if self.l2 else self.uses
+        self.columns = {key: _column([s.get(key, 0.0) for s in settings], like)
+                        for key in uses}
 
     @classmethod
     def supports(cls, settings: Mapping[str, Any]) -> bool:
@@ -43,7 +49,10 @@ class StackedRule:
         if not self.state:
             self.state = [None] * len(params)
         for k, (p, g) in enumerate(zip(params, grads)):
-            self.update(k, p[self.rows], g[self.rows], lr)
+            mine, grad = p[self.rows], g[self.rows]
+            if self.l2:  # grad.add(param, alpha=weight_decay)
+                grad = grad + mine * _expand(self.columns["weight_decay"], mine)
+            self.update(k, mine, grad, lr)
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         raise NotImplementedError
@@ -104,7 +113,6 @@ class _Adam(StackedRule):
     """Adam."""
 
     beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch's defaults
-    decoupled = False  # AdamW's decoupled weight decay
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         import torch

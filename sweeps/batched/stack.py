@@ -77,6 +77,9 @@ class TrialStack:
                   for i in range(size)]
         self.lr = torch.tensor(tables, dtype=like.dtype, device=self.device).T.contiguous()
         self.lr_host = np.asarray(tables).T.copy()
+        clips = [hp.options.get("grad_clip", math.inf) for hp in hps]
+        self.clip = (torch.tensor(clips, dtype=like.dtype, device=self.device)
+                     if any(math.isfinite(c) for c in clips) else None)  # per row: max norm
         self.parts: list[list[EpochStats]] = [[] for _ in hps]
         self.results: list[TrainResult | None] = [None] * size
         self.ids = list(range(size))  # the configuration of each row
@@ -128,6 +131,8 @@ class TrialStack:
 
         lr = self.lr[step]
         with torch.no_grad():
+            if self.clip is not None:
+                clip_rows(grads, self.clip)
             for rule in self.rules:
                 rule.step(self.params, grads, lr[rule.rows])
 
@@ -232,6 +237,8 @@ class TrialStack:
                 rules.append(rule)
         self.rules = rules
         self.lr = self.lr[:, index].contiguous()
+        if self.clip is not None:
+            self.clip = self.clip[index]
         self.lr_host = self.lr_host[:, kept].copy()
         self.ids = [self.ids[pos] for pos in kept]
         self.keep_rows(index)
@@ -297,6 +304,19 @@ def deliver_together(chunks: list[tuple[TrialStack, list[EpochStats]]]) -> None:
     cuts = [(stack, stack.reported(chunk)) for stack, chunk in chunks]
     for stack, cut in cuts:
         stack.judge(cut)
+
+
+def clip_rows(grads: list[torch.Tensor], max_norm: torch.Tensor) -> None:
+    """Scale each row's gradient (its slice of every tensor of ``grads``) down to the row's
+    ``max_norm`` (inf: unclipped), as ``torch.nn.utils.clip_grad_norm_`` does for one trial:
+    the norm of the tensors' norms, and a factor ``max_norm / (norm + 1e-6)`` at most 1."""
+    import torch
+
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
+    total = torch.linalg.vector_norm(norms, dim=1)
+    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(factor.view(-1, *([1] * (g.dim() - 1))))
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -71,6 +71,12 @@ def build_parser() -> Parser:
                         "rate (step_loss, step_lr; MLflow step = the step's index from 0 "
                         "across the run) (default: off)")
     p.add_argument("--seed", type=int, help="sampler seed (default: 0)")
+    p.add_argument("--weight-decay", type=float, metavar="W",
+                   help="every trial's weight decay (L2; AdamW's decoupled one, then not "
+                        "searched) (default: none)")
+    p.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help="scale every trial's gradient down to this norm before each step "
+                        "(default: none)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "
                                           "(default: sqlite:///mlruns/mlflow.db)")

@@ -12,7 +12,8 @@ from sweeps.optim.subparams import SubParam, settings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OPTIMIZERS", "OptimizerSpec", "build_grouped", "build_optimizer", "group_options"]
+__all__ = ["COMMON", "OPTIMIZERS", "OptimizerSpec", "build_grouped", "build_optimizer",
+           "clip_gradients", "group_options"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,27 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 }
 
 
+COMMON = ("weight_decay", "grad_clip")  # settings every optimizer takes (fixed for a sweep):
+# weight decay (L2 added to the gradient; AdamW's is decoupled) and the largest gradient norm
+# (the trial's gradient is scaled down to it before the step, as clip_grad_norm_ does)
+
+
 def group_options(name: str, lr: float, options: Mapping[str, float]) -> dict[str, Any]:
-    """The parameter-group settings of optimizer ``name``: lr, the variant's fixed arguments and
-    every sub-parameter (from ``options``, else its default)."""
+    """The parameter-group settings of optimizer ``name``: lr, the variant's fixed arguments,
+    every sub-parameter (from ``options``, else its default) and the weight decay where
+    ``options`` sets one."""
     spec = OPTIMIZERS[name]
-    return {"lr": lr, **dict(spec.fixed), **settings(spec.params, options)}
+    decay = {"weight_decay": options["weight_decay"]} if "weight_decay" in options else {}
+    return {"lr": lr, **dict(spec.fixed), **decay, **settings(spec.params, options)}
+
+
+def clip_gradients(params: Iterable[torch.Tensor], options: Mapping[str, float]) -> None:
+    """Scale the gradients of ``params`` down to the norm ``options["grad_clip"]``, if set
+    (``torch.nn.utils.clip_grad_norm_``)."""
+    import torch
+
+    if "grad_clip" in options:
+        torch.nn.utils.clip_grad_norm_(list(params), options["grad_clip"])
 
 
 def build_optimizer(

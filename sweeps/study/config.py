@@ -6,6 +6,7 @@ field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -46,6 +47,8 @@ class SweepConfig:
     pruner: str = DEFAULT_PRUNER  # a name of PRUNERS
     prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
     seed: int = 0  # sampler seed
+    weight_decay: float | None = None  # every trial's weight decay (AdamW's: not searched)
+    grad_clip: float | None = None  # every trial's gradient scaled down to this norm
     storage: str = DEFAULT_STORAGE  # Optuna storage (sqlite, postgresql, journal)
     tracking_uri: str = DEFAULT_TRACKING_URI  # MLflow tracking URI
     tracking_db: str | None = None  # the tracking server's database: metrics written directly
@@ -102,6 +105,12 @@ class SweepConfig:
             value = getattr(self, name)
             if value is not None:
                 checks.positive(name.replace("_", "-"), value)
+        if self.weight_decay is not None and not (
+                not isinstance(self.weight_decay, bool) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            raise UsageError("weight-decay", self.weight_decay, "use a finite number >= 0")
+        if self.grad_clip is not None:
+            checks.positive("grad-clip", self.grad_clip)
         if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
             raise UsageError("lr-min", self.lr_min, f"use a value below lr-max ({self.lr_max})")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
@@ -164,7 +173,8 @@ def coerce(name: str, value: Any, label: str) -> Any:
     kinds: dict[str, tuple[type, ...]] = {
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
         "workers": (int,), "threads": (int,), "batch": (int,), "lr_min": (int, float),
-        "lr_max": (int, float), "timeout": (int, float), "quiet": (bool,), "plots": (bool,),
+        "lr_max": (int, float), "timeout": (int, float), "weight_decay": (int, float),
+        "grad_clip": (int, float), "quiet": (bool,), "plots": (bool,),
         "prune_stalled": (bool,), "per_tensor": (bool,), "log_steps": (bool,),
     }
     allowed = kinds.get(name, (str,))

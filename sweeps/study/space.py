@@ -9,7 +9,7 @@ defaults of ``sweeps.optim.OPTIMIZERS``."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeps.optim.optimizers import OPTIMIZERS
@@ -43,6 +43,8 @@ class SearchSpace:
     lr_max: float | None = None  # overrides every optimizer's upper lr bound
     lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer; else the default
     lr_source: str = "default"  # where the intervals come from, one of LR_SOURCES
+    fixed: dict[str, float] = field(default_factory=dict)  # settings of every trial, not
+    # searched: weight_decay, grad_clip (sweeps.optim.COMMON)
 
     def lr_range(self, optimizer: str) -> tuple[float, float]:
         """The interval of ``optimizer``: from ``lr_ranges`` (else the default), either
@@ -74,12 +76,14 @@ class SearchSpace:
             low, high = self.lr_range(optimizer)
             index = trial.suggest_int("lr_index", 0, GRID_LR_POINTS - 1)
             step = (math.log10(high) - math.log10(low)) / (GRID_LR_POINTS - 1)
-            return Hyperparams(optimizer, 10 ** (math.log10(low) + index * step), scheduler)
+            return Hyperparams(optimizer, 10 ** (math.log10(low) + index * step), scheduler,
+                               dict(self.fixed))
         low, high = self.lr_range(optimizer)
         lr = trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
         params = OPTIMIZERS[optimizer].params + SCHEDULERS[scheduler].params
-        options = {p.name: suggest(trial, p, self.epochs) for p in params}
-        return Hyperparams(optimizer, lr, scheduler, options)
+        options = {p.name: suggest(trial, p, self.epochs) for p in params
+                   if p.name not in self.fixed}  # AdamW's weight decay, where fixed
+        return Hyperparams(optimizer, lr, scheduler, {**options, **self.fixed})
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid for Optuna's GridSampler: optimizer x scheduler x log-spaced lr index."""
@@ -94,7 +98,7 @@ class SearchSpace:
         for name in self.optimizers:
             low, high = self.lr_range(name)
             out[f"lr_range_{name}"] = f"{low:g}..{high:g}"
-        return out
+        return {**out, **self.fixed}
 
 
 def _is_grid(trial: optuna.Trial) -> bool:

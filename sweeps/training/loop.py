@@ -124,6 +124,7 @@ def train(
 
     from objectives import is_minibatch
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
+    from sweeps.optim.optimizers import clip_gradients
     from sweeps.training.recorder import Recorder, chunk_capacity, tracked_tensors
 
     if is_minibatch(objective):
@@ -157,6 +158,7 @@ def train(
             loss = objective.loss(params)
             loss.backward()
             recorder.record(loss, group["lr"], [p.grad for p in leaves])
+            clip_gradients(leaves, hp.options)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step(loss.item()) if steps_on_loss else scheduler.step()

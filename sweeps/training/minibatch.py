@@ -61,6 +61,7 @@ def train_minibatch(
     import torch
 
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
+    from sweeps.optim.optimizers import clip_gradients
     from sweeps.training.recorder import StepRecorder, tracked_tensors
 
     device = torch.device(device)
@@ -97,6 +98,7 @@ def train_minibatch(
                 loss = objective.batch_loss(params, state, batch)
                 loss.backward()
                 recorder.before_step(loss, [p.grad for p in leaves])
+                clip_gradients(leaves, hp.options)
                 lr = group["lr"]
                 optimizer.step()
                 recorder.after_step(lr)
