@@ -253,10 +253,12 @@ class Sweep:
                 listener.trial_done(outcome)
 
     def run_params(self, hp: Hyperparams) -> dict[str, object]:
-        """What a trial's run records as params: its hyperparameters and fixed settings."""
+        """What a trial's run records as params: its hyperparameters (and ``log10_lr``, for
+        the MLflow UI's parallel-coordinates view, whose axes are linear) and fixed
+        settings."""
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
-        return {**hp.to_dict(), "epochs": self.epochs, "objective": self.objective.name,
-                **args, "seed": self.config.seed}
+        return {**hp.to_dict(), "log10_lr": round(math.log10(hp.lr), 4), "epochs": self.epochs,
+                "objective": self.objective.name, **args, "seed": self.config.seed}
 
 
 def record_stacks(groups: list[list[int]], started: list[Started],

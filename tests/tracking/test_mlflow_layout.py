@@ -4,6 +4,7 @@ full per-epoch histories, true terminal states, and the parent's artifacts."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,7 @@ def test_every_trial_logs_each_metric_for_every_epoch_run(sweep_dir: Path) -> No
             assert sorted(m.step for m in history) == list(range(epochs_run)), metric
         params = child.data.params
         assert {"optimizer", "lr", "scheduler", "epochs", "objective", "seed"} <= set(params)
+        assert float(params["log10_lr"]) == round(math.log10(float(params["lr"])), 4)
         assert params["epochs"] == "120"
 
 
