@@ -22,6 +22,7 @@ from sweeps.optim.optimizers import group_options
 from sweeps.training.loop import (
     ObjectiveStartError,
     Observer,
+    ObserverError,
     Status,
     TrainResult,
     finish,
@@ -202,12 +203,14 @@ class TrialStack:
         return run_together([self])[0]
 
     def advance(self, epoch: int) -> None:
-        """Train ``epoch`` of every row; an exception (not an observer's) fails the rows still
-        training, after they have been handed the epochs they ran."""
+        """Train ``epoch`` of every row; an exception (not an observer's, which goes on up to
+        ``run_together``) fails the rows still training, after they have been handed the
+        epochs they ran."""
         try:
             self.train_epoch(epoch)
+        except ObserverError:
+            raise
         except Exception as exc:
-            raise_observer_error(exc)
             self.fail(exc, epoch)
 
     def fail(self, exc: Exception, epoch: int) -> None:
