@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from tests.servers import PostgresCluster
-from tracking import ui
+from sweeps.cli import ui
 
 from .helpers import Processes, load_study, mlflow_runs
 
