@@ -4,7 +4,7 @@ Pure functions of their inputs: nothing here talks to a server. Every query valu
 JSON, percent-encoded in full, so a link stays one unbroken word that terminals make clickable::
 
     >>> runs_page(DEFAULT_BASE, "1")
-    'http://127.0.0.1:5000/#/experiments/1/runs'
+    'http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning'
     >>> compare_view(DEFAULT_BASE, "1", ["a1", "b2"])
     'http://127.0.0.1:5000/#/compare-runs?runs=%5B%22a1%22%2C%22b2%22%5D&experiments=%5B%221%22%5D'
 """
@@ -25,8 +25,11 @@ _LOG_LAYOUT = {"autosize": True, "yaxis": {"type": "log", "autorange": True}}
 
 
 def runs_page(base: str, experiment_id: str | int) -> str:
-    """The experiment's table of runs (plain ``#/experiments/<id>`` opens a GenAI overview)."""
-    return f"{_root(base)}/experiments/{quote(str(experiment_id), safe='')}/runs"
+    """The experiment's table of runs in the UI's model-training view (plain
+    ``#/experiments/<id>`` opens a GenAI overview, and the UI otherwise starts in its GenAI
+    navigation, "Evaluation runs" and all)."""
+    return (f"{_root(base)}/experiments/{quote(str(experiment_id), safe='')}/runs"
+            "?workflowType=machine_learning")
 
 
 def metric_view(

@@ -201,9 +201,10 @@ class TrialRun(Observer):
         """True once the outcome is logged and the run ended (or closing it failed)."""
         return self._closed.is_set()
 
-    def on_chunk(self, stats: EpochStats) -> bool:
+    def on_report(self, stats: EpochStats) -> None:
+        """Queue the chunk's metrics in the first phase of a delivery, before the observers
+        after this one (the study's reporter) hear of it."""
         self.tracker.writer.put(self.run_id, stats)
-        return False
 
     def on_end(self, result: TrainResult) -> None:
         """Queue the run's closing behind its metrics: training goes on meanwhile (the sweep

@@ -183,7 +183,9 @@ class Sweep:
                 started.append(self._start(trial, view))
             shared = tuple(o for o in (lr.observer() for lr in self.listeners) if o is not None)
             teller = _Teller(tell_closed)
-            observers = [(s.reporter, s.record, *shared, teller) for s in started]
+            # the run's record first: MLflow holds every epoch Optuna was told of, even when a
+            # signal ends the sweep between the two
+            observers = [(s.record, s.reporter, *shared, teller) for s in started]
             results = train_batch(self.objective, [s.hparams for s in started]
                                   + [r.hparams for r in riders], self.epochs,
                                   device=self.device, observers=observers + [()] * len(riders),

@@ -27,13 +27,16 @@ def _query(url: str) -> dict[str, object]:
             for key, value in pairs}
 
 
+ML = "workflowType=machine_learning"  # the UI's model-training navigation
+
+
 @pytest.mark.parametrize(
     ("base", "experiment_id", "expected"),
     [
-        (DEFAULT_BASE, "1", "http://127.0.0.1:5000/#/experiments/1/runs"),
-        ("http://127.0.0.1:5000/", 1, "http://127.0.0.1:5000/#/experiments/1/runs"),
+        (DEFAULT_BASE, "1", f"http://127.0.0.1:5000/#/experiments/1/runs?{ML}"),
+        ("http://127.0.0.1:5000/", 1, f"http://127.0.0.1:5000/#/experiments/1/runs?{ML}"),
         ("http://localhost:8080/mlflow", "42",
-         "http://localhost:8080/mlflow/#/experiments/42/runs"),
+         f"http://localhost:8080/mlflow/#/experiments/42/runs?{ML}"),
     ],
 )
 def test_runs_page_is_the_experiments_runs_tab(base: str, experiment_id: str | int,

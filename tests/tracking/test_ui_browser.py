@@ -236,7 +236,8 @@ def test_runs_page_nests_the_trials_under_the_parent_run(
         f"#/experiments/{sweep.experiment_id}/runs/{sweep.parent_id}")
     trial_links = [page.get_by_role("link", name=name, exact=True) for name in sweep.trial_runs]
     assert [link.count() for link in trial_links] == [0] * TRIALS  # collapsed under the parent
-    assert page.get_by_text("Evaluation runs").count() == 0  # the runs view, not the GenAI one
+    # the model-training navigation (Runs, Models, Traces), not the GenAI one
+    assert page.get_by_text("Evaluation runs").count() == 0
     _screenshot(page, "runs-collapsed")
 
     parent.get_by_role("button").click()  # the [+] expander beside the run name
