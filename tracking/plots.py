@@ -1,5 +1,6 @@
 """A sweep's plots as PNG files: loss and update-ratio curves, final loss against learning rate,
-the optimisation history, the parameter importances, and the best trial's update ratio per
+the optimisation history, the parameter importances, the trials in parallel coordinates
+(``tracking.parallel_plot``), and the best trial's update ratio per
 parameter tensor (for objectives of several tensors).
 
 Every plotting function is pure: it takes typed data and returns a ``matplotlib.figure.Figure``
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Union
 import numpy as np
 
 from sweeps.training.verdicts import Thresholds
+from tracking.parallel_plot import parallel_coordinates
 
 if TYPE_CHECKING:
     import optuna
@@ -39,7 +41,7 @@ __all__ = ["FILES", "TENSOR_FILE", "Curve", "History", "histories_by_run",
 
 # File names written by ``write_sweep_plots``, in order.
 FILES = ("loss_curves.png", "update_ratio.png", "loss_vs_lr.png", "optimization_history.png",
-         "param_importances.png")
+         "param_importances.png", "parallel_coordinates.png")
 # ... and after them, where the best trial has per-tensor statistics:
 TENSOR_FILE = "tensor_update_ratio.png"
 STALLED_BELOW = Thresholds.stalled_ratio  # update ratios below this barely move the parameters
@@ -290,7 +292,7 @@ def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
                       frame: pd.DataFrame, order: Sequence[str] = (), *,
                       tensors: tuple[str, History] | None = None,
                       metric: str = "loss") -> list[Path]:
-    """Write the five plots (``FILES``) into ``out_dir``, then ``TENSOR_FILE`` where
+    """Write the six plots (``FILES``) into ``out_dir``, then ``TENSOR_FILE`` where
     ``tensors`` (label and history of the best trial) has per-tensor update ratios; return
     their paths in that order.
 
@@ -307,6 +309,8 @@ def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
         loss_vs_lr(frame, order, metric),
         optimization_history(study, "final loss" if metric == "loss" else metric),
         param_importances(study),
+        parallel_coordinates(frame, order, metric=metric,
+                             maximize=study.direction.name == "MAXIMIZE"),
     )
     paths = [save(fig, out / name) for fig, name in zip(figures, FILES)]
     if tensors is not None and tensor_series(tensors[1]):

@@ -64,7 +64,7 @@ def _export(args: Any) -> int:
 
 
 def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
-    """The sweep's five plots, as ``<out stem>.<plot>.png`` beside ``out``."""
+    """The sweep's plots, as ``<out stem>.<plot>.png`` beside ``out``."""
     import tempfile
 
     from mlflow import MlflowClient

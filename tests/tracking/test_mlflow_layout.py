@@ -133,8 +133,9 @@ def test_export_writes_the_plots_next_to_the_file(sweep_dir: Path,
     assert export.main(["--study", "layout", "--out", "top.json", "--plots"]) == 0
     names = sorted(p.name for p in sweep_dir.glob("top.*.png"))
     assert names == ["top.loss_curves.png", "top.loss_vs_lr.png", "top.optimization_history.png",
-                     "top.param_importances.png", "top.update_ratio.png"]
+                     "top.parallel_coordinates.png", "top.param_importances.png",
+                     "top.update_ratio.png"]
     assert all((sweep_dir / n).read_bytes()[:4] == b"\x89PNG" for n in names)
     artifacts = _client(sweep_dir).list_artifacts(_runs(_client(sweep_dir))[1][0].info.run_id,
                                                   "plots")
-    assert len(artifacts) == 5  # the sweep logged the same five on its parent run
+    assert len(artifacts) == 6  # the sweep logged the same six on its parent run

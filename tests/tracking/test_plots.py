@@ -1,5 +1,5 @@
 """The sweep's plots: each figure has the expected axes, scales, labels and series, drawn from
-the data it was given; ``write_sweep_plots`` writes the five PNG files."""
+the data it was given; ``write_sweep_plots`` writes the six PNG files."""
 
 from __future__ import annotations
 
@@ -284,13 +284,14 @@ def test_param_importances_with_fewer_than_two_completed_trials_says_so(
     assert not ax.patches
 
 
-def test_write_sweep_plots_writes_five_png_files(
+def test_write_sweep_plots_writes_six_png_files(
         study: optuna.Study, histories: dict[str, EpochStats], seed: dict[str, EpochStats],
         tmp_path: Path) -> None:
     out = tmp_path / "plots"
     paths = plots.write_sweep_plots(study, histories, seed, out, trials_frame(study))
     assert [p.name for p in paths] == ["loss_curves.png", "update_ratio.png", "loss_vs_lr.png",
-                                       "optimization_history.png", "param_importances.png"]
+                                       "optimization_history.png", "param_importances.png",
+                                       "parallel_coordinates.png"]
     assert sorted(out.iterdir()) == sorted(paths)
     for path in paths:
         data = path.read_bytes()

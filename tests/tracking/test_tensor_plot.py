@@ -96,8 +96,8 @@ def test_write_sweep_plots_adds_the_tensor_plot_only_with_per_tensor_metrics(
     paths = plots.write_sweep_plots(study, {LABEL: best}, None, tmp_path, trials_frame(study),
                                     tensors=(LABEL, best))
     names = [p.name for p in paths]
-    assert names[:5] == list(plots.FILES)
-    assert names[5:] == ([plots.TENSOR_FILE] if multi else [])
+    assert names[:6] == list(plots.FILES)
+    assert names[6:] == ([plots.TENSOR_FILE] if multi else [])
     assert sorted(tmp_path.iterdir()) == sorted(paths)
     if multi:
         data = (tmp_path / plots.TENSOR_FILE).read_bytes()
