@@ -110,9 +110,15 @@ class _SGD(StackedRule):
 
 
 class _Adam(StackedRule):
-    """Adam."""
+    """Adam; its betas and eps are the rows' own (one value for all rows of a stack: a sweep
+    fixes them for every trial)."""
 
-    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch's defaults
+    def __init__(self, rows: slice, settings: list[dict[str, Any]], like: Tensor) -> None:
+        shared = {(tuple(s.get("betas", (0.9, 0.999))), s.get("eps", 1e-8)) for s in settings}
+        if len(shared) != 1:
+            raise ValueError("the rows of one stack must share the Adam betas and eps")
+        (self.beta1, self.beta2), self.eps = shared.pop()
+        super().__init__(rows, settings, like)
 
     def update(self, k: int, p: Tensor, g: Tensor, lr: Tensor) -> None:
         import torch

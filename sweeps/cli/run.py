@@ -77,6 +77,12 @@ def build_parser() -> Parser:
     p.add_argument("--grad-clip", type=float, metavar="NORM",
                    help="scale every trial's gradient down to this norm before each step "
                         "(default: none)")
+    p.add_argument("--adam-beta1", type=float, metavar="B",
+                   help="adam and adamw trials' beta1 (default: torch's, 0.9)")
+    p.add_argument("--adam-beta2", type=float, metavar="B",
+                   help="adam and adamw trials' beta2 (default: torch's, 0.999)")
+    p.add_argument("--adam-eps", type=float, metavar="EPS",
+                   help="adam and adamw trials' eps (default: torch's, 1e-8)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///mlruns/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI "
                                           "(default: sqlite:///mlruns/mlflow.db)")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sweeps import checks
 from sweeps.cli.common import Parser, guarded, setup_logging
 from sweeps.errors import UsageError
-from sweeps.optim.optimizers import COMMON, OPTIMIZERS
+from sweeps.optim.optimizers import ADAM_SETTINGS, COMMON, OPTIMIZERS, takes
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.study.config import SweepConfig, parse_kv
 from sweeps.study.metric import StudyMetric
@@ -119,7 +119,8 @@ def validate(spec: RunSpec) -> None:
     checks.positive("lr", hp.lr)
     if spec.epochs is not None:
         checks.at_least("epochs", spec.epochs, 1)
-    allowed = OPTIMIZERS[hp.optimizer].searched + SCHEDULERS[hp.scheduler].searched + COMMON
+    allowed = (*OPTIMIZERS[hp.optimizer].searched, *SCHEDULERS[hp.scheduler].searched,
+               *(k for k in (*COMMON, *ADAM_SETTINGS) if takes(hp.optimizer, k)))
     for key, value in hp.options.items():
         if key not in allowed:
             names = ", ".join(allowed) or "no sub-parameters"

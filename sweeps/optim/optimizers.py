@@ -12,8 +12,8 @@ from sweeps.optim.subparams import SubParam, settings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["COMMON", "OPTIMIZERS", "OptimizerSpec", "build_grouped", "build_optimizer",
-           "clip_gradients", "group_options"]
+__all__ = ["ADAM_SETTINGS", "COMMON", "OPTIMIZERS", "OptimizerSpec", "build_grouped",
+           "build_optimizer", "clip_gradients", "group_options", "takes"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 COMMON = ("weight_decay", "grad_clip")  # settings every optimizer takes (fixed for a sweep):
 # weight decay (L2 added to the gradient; AdamW's is decoupled) and the largest gradient norm
 # (the trial's gradient is scaled down to it before the step, as clip_grad_norm_ does)
+ADAM_FAMILY = ("adam", "adamw")
+ADAM_SETTINGS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}  # the Adam family's, fixed for a
+# sweep where given; torch's defaults
+
+
+def takes(name: str, setting: str) -> bool:
+    """True if optimizer ``name`` takes the fixed ``setting`` (``COMMON``, ``ADAM_SETTINGS``)."""
+    return setting in COMMON or (setting in ADAM_SETTINGS and name in ADAM_FAMILY)
 
 
 def group_options(name: str, lr: float, options: Mapping[str, float]) -> dict[str, Any]:
@@ -59,7 +67,11 @@ def group_options(name: str, lr: float, options: Mapping[str, float]) -> dict[st
     ``options`` sets one."""
     spec = OPTIMIZERS[name]
     decay = {"weight_decay": options["weight_decay"]} if "weight_decay" in options else {}
-    return {"lr": lr, **dict(spec.fixed), **decay, **settings(spec.params, options)}
+    adam = {}
+    if name in ADAM_FAMILY and any(k in options for k in ADAM_SETTINGS):
+        given = {k: options.get(k, default) for k, default in ADAM_SETTINGS.items()}
+        adam = {"betas": (given["beta1"], given["beta2"]), "eps": given["eps"]}
+    return {"lr": lr, **dict(spec.fixed), **decay, **adam, **settings(spec.params, options)}
 
 
 def clip_gradients(params: Iterable[torch.Tensor], options: Mapping[str, float]) -> None:

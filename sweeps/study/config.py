@@ -49,6 +49,9 @@ class SweepConfig:
     seed: int = 0  # sampler seed
     weight_decay: float | None = None  # every trial's weight decay (AdamW's: not searched)
     grad_clip: float | None = None  # every trial's gradient scaled down to this norm
+    adam_beta1: float | None = None  # the Adam family's betas and eps; default: torch's
+    adam_beta2: float | None = None
+    adam_eps: float | None = None
     storage: str = DEFAULT_STORAGE  # Optuna storage (sqlite, postgresql, journal)
     tracking_uri: str = DEFAULT_TRACKING_URI  # MLflow tracking URI
     tracking_db: str | None = None  # the tracking server's database: metrics written directly
@@ -111,6 +114,12 @@ class SweepConfig:
             raise UsageError("weight-decay", self.weight_decay, "use a finite number >= 0")
         if self.grad_clip is not None:
             checks.positive("grad-clip", self.grad_clip)
+        for name in ("adam_beta1", "adam_beta2"):
+            beta = getattr(self, name)
+            if beta is not None and not (not isinstance(beta, bool) and 0 <= beta < 1):
+                raise UsageError(name.replace("_", "-"), beta, "use a number from 0 to below 1")
+        if self.adam_eps is not None:
+            checks.positive("adam-eps", self.adam_eps)
         if self.lr_min and self.lr_max and self.lr_min >= self.lr_max:
             raise UsageError("lr-min", self.lr_min, f"use a value below lr-max ({self.lr_max})")
         if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
@@ -174,7 +183,8 @@ def coerce(name: str, value: Any, label: str) -> Any:
         "n_trials": (int,), "epochs": (int,), "seed": (int,), "log_every": (int,),
         "workers": (int,), "threads": (int,), "batch": (int,), "lr_min": (int, float),
         "lr_max": (int, float), "timeout": (int, float), "weight_decay": (int, float),
-        "grad_clip": (int, float), "quiet": (bool,), "plots": (bool,),
+        "grad_clip": (int, float), "adam_beta1": (int, float), "adam_beta2": (int, float),
+        "adam_eps": (int, float), "quiet": (bool,), "plots": (bool,),
         "prune_stalled": (bool,), "per_tensor": (bool,), "log_steps": (bool,),
     }
     allowed = kinds.get(name, (str,))

@@ -84,8 +84,10 @@ def search_space(config: SweepConfig, epochs: int,
 
     source = lr_source(config, objective)
     declared = None if objective is None or source == "auto" else declared_lr_ranges(objective)
-    fixed = {k: float(v) for k, v in (("weight_decay", config.weight_decay),
-                                      ("grad_clip", config.grad_clip)) if v is not None}
+    fixed = {k: float(v) for k, v in (
+        ("weight_decay", config.weight_decay), ("grad_clip", config.grad_clip),
+        ("beta1", config.adam_beta1), ("beta2", config.adam_beta2), ("eps", config.adam_eps))
+        if v is not None}
     return SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
                        config.lr_max, declared or None, source, fixed).validated()
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sweeps.optim.optimizers import OPTIMIZERS
+from sweeps.optim.optimizers import OPTIMIZERS, takes
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.optim.subparams import SubParam
 from sweeps.training.hparams import Hyperparams
@@ -43,8 +43,8 @@ class SearchSpace:
     lr_max: float | None = None  # overrides every optimizer's upper lr bound
     lr_ranges: dict[str, tuple[float, float]] | None = None  # per optimizer; else the default
     lr_source: str = "default"  # where the intervals come from, one of LR_SOURCES
-    fixed: dict[str, float] = field(default_factory=dict)  # settings of every trial, not
-    # searched: weight_decay, grad_clip (sweeps.optim.COMMON)
+    fixed: dict[str, float] = field(default_factory=dict)  # settings of every trial that
+    # takes them, not searched: weight_decay, grad_clip; beta1, beta2, eps (Adam family)
 
     def lr_range(self, optimizer: str) -> tuple[float, float]:
         """The interval of ``optimizer``: from ``lr_ranges`` (else the default), either
@@ -77,13 +77,17 @@ class SearchSpace:
             index = trial.suggest_int("lr_index", 0, GRID_LR_POINTS - 1)
             step = (math.log10(high) - math.log10(low)) / (GRID_LR_POINTS - 1)
             return Hyperparams(optimizer, 10 ** (math.log10(low) + index * step), scheduler,
-                               dict(self.fixed))
+                               self.fixed_for(optimizer))
         low, high = self.lr_range(optimizer)
         lr = trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
         params = OPTIMIZERS[optimizer].params + SCHEDULERS[scheduler].params
         options = {p.name: suggest(trial, p, self.epochs) for p in params
                    if p.name not in self.fixed}  # AdamW's weight decay, where fixed
-        return Hyperparams(optimizer, lr, scheduler, {**options, **self.fixed})
+        return Hyperparams(optimizer, lr, scheduler, {**options, **self.fixed_for(optimizer)})
+
+    def fixed_for(self, optimizer: str) -> dict[str, float]:
+        """The fixed settings ``optimizer`` takes (the Adam family's only for it)."""
+        return {k: v for k, v in self.fixed.items() if takes(optimizer, k)}
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid for Optuna's GridSampler: optimizer x scheduler x log-spaced lr index."""

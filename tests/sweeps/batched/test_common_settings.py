@@ -1,6 +1,7 @@
-"""Weight decay for every optimizer and gradient clipping by norm: each stacked row follows
-its sequential run (mini-batch and full-batch), both change the run, and a sweep gives them
-to every trial (AdamW's weight decay then not searched)."""
+"""Weight decay for every optimizer, gradient clipping by norm, and the Adam family's betas
+and eps: each stacked row follows its sequential run (mini-batch and full-batch), each
+changes the run, and a sweep gives them to every trial that takes them (AdamW's weight decay
+then not searched)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from tests.sweeps.batched.test_batched_minibatch import assert_same, stacked_net
 LR = {"sgd": 0.3, "momentum": 0.1, "nesterov": 0.1, "adam": 0.01, "adamw": 0.01,
       "rmsprop": 0.003, "adagrad": 0.05}
 SETTINGS = [{"weight_decay": 0.05}, {"grad_clip": 0.3}, {"weight_decay": 0.05, "grad_clip": 0.3}]
+ADAM = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6}
 
 
 def rows(settings: dict[str, float]) -> list[Hyperparams]:
     momentum = {"momentum": 0.9}
     return [Hyperparams(name, lr, "cosine", {**settings, **(
-        momentum if name in ("momentum", "nesterov", "rmsprop") else {})})
-        for name, lr in LR.items()]
+        momentum if name in ("momentum", "nesterov", "rmsprop") else {}), **(
+        ADAM if name in ("adam", "adamw") else {})}) for name, lr in LR.items()]
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -50,11 +52,12 @@ def test_every_optimizer_follows_its_sequential_run_on_a_full_batch(
         assert_same_full_batch(result, train(objective, hp, 30))
 
 
-@pytest.mark.parametrize("settings", SETTINGS)
-def test_each_setting_changes_the_run(settings: dict[str, float]) -> None:
+@pytest.mark.parametrize(("optimizer", "settings"), [
+    *(("sgd", s) for s in SETTINGS), *(("adam", {k: v}) for k, v in ADAM.items())])
+def test_each_setting_changes_the_run(optimizer: str, settings: dict[str, float]) -> None:
     objective = tiny()
-    plain = train(objective, Hyperparams("sgd", 0.3), 3).final_loss
-    assert train(objective, Hyperparams("sgd", 0.3, "none", settings), 3).final_loss != plain
+    plain = train(objective, Hyperparams(optimizer, 0.3), 3).final_loss
+    assert train(objective, Hyperparams(optimizer, 0.3, "none", settings), 3).final_loss != plain
 
 
 def test_a_sweep_gives_them_to_every_trial(tmp_path: Path,
@@ -66,12 +69,16 @@ def test_a_sweep_gives_them_to_every_trial(tmp_path: Path,
               "--lr-max", "0.1", "--quiet", "--no-plots"]
     assert run.main([*common, "--weight-decay", "-1"]) == 2
     assert run.main([*common, "--grad-clip", "0"]) == 2
+    assert run.main([*common, "--adam-beta2", "1"]) == 2
+    assert run.main([*common, "--adam-eps", "0"]) == 2
     assert run.main([*common, "--optimizers", "adamw,sgd", "--weight-decay", "1e-3",
-                     "--grad-clip", "2"]) == 0
+                     "--grad-clip", "2", "--adam-beta1", "0.8", "--adam-eps", "1e-6"]) == 0
     trials = optuna.load_study(study_name="wd", storage=f"sqlite:///{tmp_path}/optuna.db").trials
     assert {t.params["optimizer"] for t in trials} == {"adamw", "sgd"}
     for trial in trials:
         hparams = trial.user_attrs["hparams"]
         assert (hparams["weight_decay"], hparams["grad_clip"]) == (1e-3, 2.0)
         assert "weight_decay" not in trial.params  # fixed, not searched
+        adam = {k: hparams[k] for k in ("beta1", "eps") if k in hparams}
+        assert adam == ({"beta1": 0.8, "eps": 1e-6} if hparams["optimizer"] == "adamw" else {})
     assert "weight_decay" in {p.name for p in OPTIMIZERS["adamw"].params}

@@ -40,8 +40,8 @@ __all__ = ["CHOICES", "FLOATS", "FREE", "LEAST", "NAMED", "NAME_LISTS", "SWITCHE
 LEAST = {"n_trials": 1, "epochs": 1, "log_every": 1, "workers": 1, "threads": 1,
          "batch": 1}  # integers, at least this
 SEED_END = 2**32  # seed: an integer from 0 to 2**32 - 1
-FLOATS = ("lr_min", "lr_max", "timeout", "weight_decay", "grad_clip")  # numbers (TOML: int
-# or float)
+FLOATS = ("lr_min", "lr_max", "timeout", "weight_decay", "grad_clip", "adam_beta1",
+          "adam_beta2", "adam_eps")  # numbers (TOML: int or float)
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": tuple(SAMPLERS), "pruner": tuple(PRUNERS), "device": DEVICES,
     "lr_range": ("fixed", "auto"), "direction": DIRECTIONS, "metric_at": READ_AT}
@@ -105,8 +105,10 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
         return ok if value > 0 else bad("timeout", value)
     if name == "weight_decay":
         return ok if math.isfinite(value) and value >= 0 else bad("weight-decay", value)
-    if name == "grad_clip":
-        return ok if math.isfinite(value) and value > 0 else bad("grad-clip", value)
+    if name in ("grad_clip", "adam_eps"):
+        return ok if math.isfinite(value) and value > 0 else bad(label(name), value)
+    if name in ("adam_beta1", "adam_beta2"):
+        return ok if 0 <= value < 1 else bad(label(name), value)
     if name in CHOICES:
         if value not in CHOICES[name]:
             return bad(label(name), value)
