@@ -90,9 +90,10 @@ def train_batch(
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
                      key=lambda b: list(RULES).index(hps[b].optimizer))
     stacks: list[TrialStack] = []
-    step = width or len(members)
-    groups = [members[start:start + step] for start in range(0, len(members), step)]
+    groups: list[list[int]] = []
     if len(members) >= 2:
+        step = width or len(members)
+        groups = [members[start:start + step] for start in range(0, len(members), step)]
         for group in groups:
             stack = batched_stack(objective, [hps[b] for b in group], epochs, device,
                                   per_tensor, [observers[b] for b in group], chunk,

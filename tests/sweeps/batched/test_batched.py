@@ -257,6 +257,17 @@ def test_configurations_no_rule_repeats_run_sequentially_beside_the_batch() -> N
         assert_same(batched, train(objective, hp, 40))
 
 
+@pytest.mark.parametrize("width", [None, 1])
+def test_a_batch_with_nothing_to_stack_runs_each_configuration_alone(width: int | None) -> None:
+    objective = objectives.build("rebalance")
+    hps = [Hyperparams("rmsprop", 0.1, "cosine", {"momentum": 0.0})]
+    assert not batchable(hps[0])
+    groups: list[list[int]] = []
+    results = train_batch(objective, hps, 40, width=width, on_stacks=groups.extend)
+    assert groups == []
+    assert_same(results[0], train(objective, hps[0], 40))
+
+
 def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, sweeps.batched; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
