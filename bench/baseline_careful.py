@@ -43,6 +43,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from .careful_space import suggest_schedule
 from .replay import Replay, ReplayTrial
 from .seed_loop import SeedProblem, optimize, seed_problem
 
@@ -89,23 +90,11 @@ def suggest(trial: optuna.Trial, epochs: int) -> dict[str, Any]:
     _, (low, high), _, searched = OPTIMIZERS[name]
     hp: dict[str, Any] = {"optimizer": name, "scheduler": scheduler,
                           "lr": trial.suggest_float(f"lr_{name}", low, high, log=True)}
-    n = max(1, epochs)
     if "momentum" in searched:
         hp["momentum"] = trial.suggest_float("momentum", 0.5, 0.99)
     if "weight_decay" in searched:
         hp["weight_decay"] = trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)
-    if scheduler == "step":
-        hp["step_size"] = trial.suggest_int("step_size", max(1, n // 20), max(1, n // 2))
-        hp["step_gamma"] = trial.suggest_float("step_gamma", 0.1, 0.9)
-    elif scheduler == "exponential":
-        hp["exp_gamma"] = trial.suggest_float("exp_gamma", 0.001 ** (1 / n), 0.5 ** (1 / n))
-    elif scheduler == "onecycle":
-        hp["pct_start"] = trial.suggest_float("pct_start", 0.05, 0.5)
-    elif scheduler == "plateau":
-        hp["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.9)
-        hp["plateau_patience"] = trial.suggest_int("plateau_patience", max(1, n // 100),
-                                                   max(1, n // 10))
-    return hp
+    return {**hp, **suggest_schedule(trial, scheduler, epochs)}
 
 
 def make_optimizer(hp: dict[str, Any], x: torch.Tensor) -> torch.optim.Optimizer:

@@ -17,11 +17,11 @@ from torch import nn
 from torch.optim import lr_scheduler
 
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "SCHEDULERS", "make_optimizer", "make_scheduler",
-           "suggest"]
+           "suggest", "suggest_schedule"]
 
 # Optimizer -> (torch class, fixed arguments, searched sub-parameters as (name, low, high, log));
 # the lr intervals used where the objective declares none; the schedulers (their sub-parameters
-# are in ``suggest``).
+# are in ``suggest_schedule``).
 _MOMENTUM = ("momentum", 0.5, 0.99, False)
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any], tuple[tuple[str, float, float, bool], ...]]] = {
     "sgd": ("SGD", {}, ()),
@@ -40,28 +40,36 @@ SCHEDULERS = ("none", "step", "exponential", "cosine", "onecycle", "plateau")
 def suggest(trial: optuna.Trial, epochs: int, lr_ranges: dict[str, tuple[float, float]]
             ) -> dict[str, Any]:
     """The product's search space, suggested the same way (names, ranges, order)."""
-    n = max(1, epochs)
-
-    def length(divisor: int) -> int:
-        return max(1, n // divisor)
-
     name = trial.suggest_categorical("optimizer", list(OPTIMIZERS))
     scheduler = trial.suggest_categorical("scheduler", list(SCHEDULERS))
     hp: dict[str, Any] = {"optimizer": name, "scheduler": scheduler,
                           "lr": trial.suggest_float(f"lr_{name}", *lr_ranges[name], log=True)}
     for key, low, high, log in OPTIMIZERS[name][2]:
         hp[key] = trial.suggest_float(key, low, high, log=log)
+    return {**hp, **suggest_schedule(trial, scheduler, epochs)}
+
+
+def suggest_schedule(trial: optuna.Trial, scheduler: str, epochs: int) -> dict[str, Any]:
+    """The sub-parameters of ``scheduler`` for a run of ``epochs``, suggested as the product
+    suggests them (``sweeps.optim.schedulers``: lengths relative to the run)."""
+    n = max(1, epochs)
+
+    def length(divisor: int) -> int:
+        return max(1, n // divisor)
+
     if scheduler == "step":
-        hp["step_size"] = trial.suggest_int("step_size", length(20), length(2))
-        hp["step_gamma"] = trial.suggest_float("step_gamma", 0.1, 0.9)
-    elif scheduler == "exponential":
-        hp["exp_gamma"] = trial.suggest_float("exp_gamma", 0.001 ** (1 / n), 0.5 ** (1 / n))
-    elif scheduler == "onecycle":
-        hp["pct_start"] = trial.suggest_float("pct_start", 0.05, 0.5)
-    elif scheduler == "plateau":
-        hp["plateau_factor"] = trial.suggest_float("plateau_factor", 0.1, 0.9)
-        hp["plateau_patience"] = trial.suggest_int("plateau_patience", length(100), length(10))
-    return hp
+        return {"step_size": trial.suggest_int("step_size", length(20), length(2)),
+                "step_gamma": trial.suggest_float("step_gamma", 0.1, 0.9)}
+    if scheduler == "exponential":
+        return {"exp_gamma": trial.suggest_float("exp_gamma", 0.001 ** (1 / n),
+                                                 0.5 ** (1 / n))}
+    if scheduler == "onecycle":
+        return {"pct_start": trial.suggest_float("pct_start", 0.05, 0.5)}
+    if scheduler == "plateau":
+        return {"plateau_factor": trial.suggest_float("plateau_factor", 0.1, 0.9),
+                "plateau_patience": trial.suggest_int("plateau_patience", length(100),
+                                                      length(10))}
+    return {}
 
 
 def make_optimizer(hp: dict[str, Any], params: list[nn.Parameter]) -> torch.optim.Optimizer:
