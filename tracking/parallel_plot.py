@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tracking.scales import spans_decades
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -56,7 +58,7 @@ def parallel_coordinates(frame: pd.DataFrame, optimizers: Sequence[str] = (),
     sched_names = _ordered(rows["scheduler"], schedulers)
     lr_axis = _LogAxis(rows["lr"].to_numpy())
     good = rows["value"][np.isfinite(rows["value"])].to_numpy()
-    value_axis = _LogAxis(good) if _spans_decades(good) else _LinearAxis(good)
+    value_axis = _LogAxis(good) if spans_decades(good) else _LinearAxis(good)
     cmap = colormaps["viridis_r"]  # 0: the best, yellow
     worst_first = rows.sort_values("value", ascending=maximize, na_position="first")
     for _, row in worst_first.iterrows():
@@ -123,11 +125,6 @@ def _category(name: str, names: list[str]) -> float:
 
 def _category_ticks(names: list[str]) -> list[tuple[float, str]]:
     return [(_category(n, names), n) for n in names]
-
-
-def _spans_decades(values: np.ndarray) -> bool:
-    return bool(len(values)) and bool(np.all(values > 0)) and (
-        float(np.max(values)) / float(np.min(values)) >= 10)
 
 
 def _axes(ax: Axes, axes: list[tuple[str, list[tuple[float, str]]]]) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from sweeps.training.verdicts import Thresholds
 from tracking.parallel_plot import parallel_coordinates
+from tracking.scales import spans_decades
 
 if TYPE_CHECKING:
     import optuna
@@ -96,7 +97,7 @@ def loss_curves(curves: Mapping[str, History],
     fig, ax = _figure()
     drawn = _draw_curves(ax, curves, reference, metric)
     values = np.concatenate([c.values for c in drawn]) if drawn else np.empty(0)
-    if len(values) and _spans_decades(values[np.isfinite(values)]):
+    if len(values) and spans_decades(values[np.isfinite(values)]):
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
@@ -175,7 +176,7 @@ def loss_vs_lr(frame: pd.DataFrame, order: Sequence[str] = (), metric: str = "lo
     rows["value"] = pd.to_numeric(rows["value"], errors="coerce")
     rows = rows[np.isfinite(rows["lr"]) & (rows["lr"] > 0)]
     values = rows["value"][np.isfinite(rows["value"])].to_numpy()
-    log_y = _spans_decades(values)
+    log_y = spans_decades(values)
     failed_y = _beyond(values, log_y)
     colors = optimizer_colors(rows["optimizer"].dropna().unique(), order)
     handles: list[Line2D] = []
@@ -240,7 +241,7 @@ def optimization_history(study: optuna.Study, metric: str = "final loss") -> Fig
         ax.scatter([n for n, _ in last], [v for _, v in last], facecolors="none",
                    edgecolors="grey", s=30, zorder=2, label="pruned (last reported value)")
     ax.step(numbers, best, where="post", color="C3", lw=1.8, label="best so far")
-    if all(y > 0 for y in _offsets_y(ax)) and _spans_decades(values):
+    if all(y > 0 for y in _offsets_y(ax)) and spans_decades(values):
         ax.set_yscale("log")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     return fig
@@ -456,12 +457,6 @@ def _legend_outside(ax: Axes) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
                   frameon=False)
-
-
-def _spans_decades(values: np.ndarray) -> bool:
-    """True if ``values`` are all positive and span more than a decade: worth a log axis."""
-    return bool(len(values)) and float(values.min()) > 0 \
-        and float(values.max()) > 10 * float(values.min())
 
 
 def _beyond(values: np.ndarray, log: bool) -> float:
