@@ -159,13 +159,15 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
     """The ``top`` completed trials, best first, as self-contained documents."""
     from optuna.trial import TrialState
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)]
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE
+                and t.value is not None and math.isfinite(t.value)]
     if not complete:
         raise UsageError("study", study.study_name, "it has no completed trial to export yet")
     metric = stored_metric(study)
     complete.sort(key=lambda t: (-t.value if metric.maximize else t.value, t.number))
     settings = study.user_attrs.get(SETTINGS_ATTR, {})
+    by_number = {t.number: t for t in trials}
     return [{
         "format": FORMAT,
         "study": study.study_name,
@@ -178,16 +180,17 @@ def best_documents(study: optuna.Study, top: int = 1) -> list[dict[str, Any]]:
         "seed": study.user_attrs.get("seed"),
         "device": t.user_attrs.get("device"),
         "params": t.user_attrs.get("hparams", {}),
-        "stack": stack_of(t, study),
+        "stack": stack_of(t, by_number),
         "mlflow_run_id": t.user_attrs.get(RUN_ID_ATTR),
         "versions": versions(),
     } for t in complete[:top]]
 
 
-def stack_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> dict[str, Any] | None:
+def stack_of(trial: optuna.trial.FrozenTrial,
+             by_number: dict[int, optuna.trial.FrozenTrial]) -> dict[str, Any] | None:
     """How ``trial`` ran, for ``sweeps.train`` to replay it: its stack's rows with their
     configurations and the epochs after which the pruned ones left (``StackRecord.to_dict``);
-    None where it ran alone, outside a stack."""
+    None where it ran alone, outside a stack. ``by_number``: the study's trials."""
     from optuna.trial import TrialState
 
     from sweeps.batched.replay import StackRecord
@@ -196,14 +199,12 @@ def stack_of(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> dict[str, 
     record = trial.user_attrs.get(STACK_ATTR)
     if not record:
         return None
-    numbers = [row["trial"] for row in record["rows"] if "trial" in row]
-    others = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in numbers}
     rows = []
     for row in record["rows"]:
         if "trial" not in row:  # a rider: ran to its end
             rows.append((Hyperparams.from_dict(row["params"]), None))
             continue
-        other = others[row["trial"]]
+        other = by_number[row["trial"]]
         leave = other.user_attrs.get("epochs_run") if other.state == TrialState.PRUNED else None
         rows.append((Hyperparams.from_dict(other.user_attrs["hparams"]), leave))
     mine = next(i for i, row in enumerate(record["rows"]) if row.get("trial") == trial.number)
