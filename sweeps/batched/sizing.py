@@ -123,20 +123,21 @@ def _measure(objective: Objective, wanted: int, widest: int, epochs: int, device
     running out of memory raises."""
     from sweeps.batched.trials import batched_stack
 
-    widths = sorted({1, min(_MIDDLE, widest), widest})
+    widths = sorted({1, min(_MIDDLE, widest), widest}, reverse=True)  # the widest first
     try:
         stacks = [batched_stack(objective, [_PROBE] * w, epochs, device, per_tensor,
-                                log_steps=log_steps) for w in reversed(widths)]
-        if any(stack is None for stack in stacks):
+                                log_steps=log_steps) for w in widths]
+        steps: list[Callable[[int], None]] = [stack.probe_step for stack in stacks
+                                              if stack is not None]
+        if len(steps) < len(stacks):
             return BatchChoice(1, wanted, 1, reason="the objective's trials cannot be stacked")
         with _one_thread(device):
-            times = _median_steps([s.probe_step for s in stacks if s is not None],
-                                  _synchronizer(device), _clock(device))
+            times = _median_steps(steps, _synchronizer(device), _clock(device))
     except Exception as exc:  # the objective's failure: the sweep reports it as such
         if out_of_memory(exc):
             raise
         return BatchChoice(wanted, wanted, widest, reason=f"not measured: {type(exc).__name__}")
-    per_row = sorted(zip(widths, [t / w for t, w in zip(reversed(times), widths)]))
+    per_row = sorted((w, t / w) for w, t in zip(widths, times))
     width = min(per_row, key=lambda item: item[1])[0]
     return BatchChoice(wanted, wanted, width, tuple((w, t * 1e3) for w, t in per_row))
 

@@ -65,17 +65,12 @@ def sweep(objective: Objective | str, **settings: Any) -> SweepResult:
             raise UsageError("setting", key, f"use one of {', '.join(sorted(known))}")
     settings = {key: coerce(key, value, key.replace("_", "-"))
                 for key, value in settings.items() if value is not None}
-    name = objective if isinstance(objective, str) else getattr(objective, "name", None)
-    if not isinstance(objective, str):
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.replace(":", ".")):
-            raise UsageError("objective name", name, NAME_RULE)
-        if settings.get("workers", 1) != 1:
-            raise UsageError("workers", settings["workers"], "use 1 with an objective object "
-                             "(helper processes build the objective from a registered name "
-                             "or pkg.module:attr)")
+    if isinstance(objective, str):
+        name, given = objective, None
+    else:
+        name, given = _object_name(objective, settings.get("workers", 1)), objective
     config = SweepConfig(objective=name, **settings).validated()
-    if not isinstance(objective, str):
-        given = objective
+    if given is not None:
         register(name, lambda: given)
     status = run_config(config)
     study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
@@ -84,3 +79,16 @@ def sweep(objective: Objective | str, **settings: Any) -> SweepResult:
     except UsageError:  # no complete trial yet
         best = None
     return SweepResult(status, study, best)
+
+
+def _object_name(objective: Objective, workers: int) -> str:
+    """The name an objective object runs under, or ``UsageError`` where it has none fit
+    for a study, or where ``workers`` helper processes would have to build it by name."""
+    name = getattr(objective, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.replace(":", ".")):
+        raise UsageError("objective name", name, NAME_RULE)
+    if workers != 1:
+        raise UsageError("workers", workers, "use 1 with an objective object (helper "
+                         "processes build the objective from a registered name or "
+                         "pkg.module:attr)")
+    return name
