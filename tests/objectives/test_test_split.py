@@ -19,7 +19,7 @@ from sweeps.cli import run
 from sweeps.study.results import RUN_ID_ATTR
 from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import train
-from tests.minibatch_objectives import HELD_OUT, data, model, held_out_test, tiny
+from tests.minibatch_objectives import HELD_OUT, data, held_out_test, model, tiny
 
 
 def test_the_test_split_is_scored_in_eval_mode_with_the_trials_own_statistics() -> None:

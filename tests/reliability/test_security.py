@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.servers import PostgresCluster
 from sweeps.cli import ui
+from tests.servers import PostgresCluster
 
 from .helpers import Processes, load_study, mlflow_runs
 
