@@ -33,7 +33,8 @@ from sweeps.training.hparams import Hyperparams
 
 if TYPE_CHECKING:
     from sweeps.diagnostics.probe import ProbeResult
-    from sweeps.diagnostics.range_test import LrSuggestion, RangeTestResult
+    from sweeps.diagnostics.range_test import RangeTestResult
+    from sweeps.diagnostics.suggestion import LrSuggestion
     from sweeps.training.verdicts import Verdict
 
 __all__ = ["DiagnoseSpec", "Diagnosis", "build_parser", "main"]
@@ -161,7 +162,7 @@ def suggest(verdict: Verdict, tested: RangeTestResult, ratio_lr: float
             ) -> tuple[LrSuggestion | None, str | None]:
     """The combined suggestion, or None and why: the verdict says the lr is not the problem,
     or the range test's loss did not fall at any lr it tried, or no method found one."""
-    from sweeps.diagnostics.range_test import combine
+    from sweeps.diagnostics.suggestion import combine
     from sweeps.training.verdicts import NOT_THE_LR
 
     if verdict.name in NOT_THE_LR:
@@ -187,7 +188,7 @@ def _diagnose(args: Any) -> int:
     for line in report(spec, found):
         print(line)
     if spec.plot is not None:
-        from sweeps.diagnostics.range_test import plot_range_test
+        from tracking.plots.range_test import plot_range_test
 
         plot_range_test(found.range_test, spec.plot,
                         title=f"LR range test: {spec.objective}, {spec.hp.optimizer}")
@@ -206,8 +207,8 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
 
     from mlflow import MlflowClient
 
-    from sweeps.diagnostics.range_test import plot_range_test
     from sweeps.storage.backends import absolute_uri
+    from tracking.plots.range_test import plot_range_test
     from tracking.study_run import StudyTracker
 
     client = MlflowClient(tracking_uri=absolute_uri(tracking_uri, create_folder=True))
@@ -236,7 +237,7 @@ def log_diagnosis(tracking_uri: str, experiment: str, spec: DiagnoseSpec,
 
 def report(spec: DiagnoseSpec, found: Diagnosis) -> list[str]:
     """The lines ``sweeps.diagnose`` prints."""
-    from sweeps.diagnostics.range_test import DESCENT_FLOOR, DESCENT_Z
+    from sweeps.diagnostics.range_curve import DESCENT_FLOOR, DESCENT_Z
 
     hp, probed, tested = spec.hp, found.probe, found.range_test
     epochs = len(probed.history)

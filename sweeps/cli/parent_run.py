@@ -48,7 +48,7 @@ class ParentRun:
 
     def log_range_tests(self, tests: dict[str, RangeTestResult]) -> None:
         """Each range test's curve (PNG) and numbers (CSV), under ``lr_range/``."""
-        from sweeps.diagnostics.range_test import plot_range_test
+        from tracking.plots.range_test import plot_range_test
 
         with tempfile.TemporaryDirectory() as folder:
             for name, result in tests.items():

@@ -38,7 +38,8 @@ class AutoRanges:
 def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
                    device: str = "cpu", decades: float = AUTO_DECADES) -> AutoRanges:
     """Run a range test per optimizer; intervals ``decades`` either side of each result."""
-    from sweeps.diagnostics.range_test import combine, range_test
+    from sweeps.diagnostics.range_test import range_test
+    from sweeps.diagnostics.suggestion import combine
     from sweeps.optim.optimizers import OPTIMIZERS
 
     ranges: dict[str, tuple[float, float]] = {}

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracking.parallel_plot import _FAILED_AT, parallel_coordinates
+from tracking.plots.parallel import _FAILED_AT, parallel_coordinates
 
 FRAME = pd.DataFrame({
     "trial": [0, 1, 2, 3],

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sweeps.diagnostics.auto_range import AUTO_DECADES, auto_lr_ranges
-from sweeps.diagnostics.range_test import combine
+from sweeps.diagnostics.suggestion import combine
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
     from minibatch_objectives import tiny

@@ -4,27 +4,21 @@ on a mini-batch objective it trains one batch a step and reads a smoothed curve.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from objectives import build
+from sweeps.diagnostics.range_curve import edge, smooth, steepest, valley
 from sweeps.diagnostics.range_test import (
     MINIBATCH_SMOOTHING,
-    LrSuggestion,
     RangeTestResult,
-    combine,
-    edge,
     lr_schedule,
-    plot_range_test,
     range_test,
     range_test_module,
-    smooth,
-    steepest,
-    valley,
 )
+from sweeps.diagnostics.suggestion import LrSuggestion, combine
 from sweeps.optim.optimizers import build_optimizer
 
 try:  # tests/ as a plain folder (pytest puts it on sys.path) or as a package
@@ -213,23 +207,6 @@ def test_combine(result: RangeTestResult | None, ratio_lr: float | None,
         assert found.basis == expected.basis
 
 
-def test_plot_writes_a_png_with_labelled_log_axes(tmp_path: Path) -> None:
-    result = range_test(Quadratic(), "sgd", lr_min=1e-4, lr_max=1e6, steps=100)
-    path = tmp_path / "range.png"
-
-    fig = plot_range_test(result, path)
-
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "loss (smoothed)"
-    assert ax.get_xscale() == "log"
-    assert "range test" in ax.get_title()
-    assert len(ax.lines) == 2 + len(result.suggestions)  # raw, smoothed, one per suggestion
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[:2] == ["loss", "loss (smoothed)"]
-    assert [label.split(":")[0] for label in labels[2:]] == list(result.suggestions)
-
-
 # -- mini-batch objectives ------------------------------------------------------------------
 
 CPU = torch.device("cpu")
@@ -302,16 +279,3 @@ def test_minibatch_test_stops_on_the_smoothed_loss_and_suggests_a_tested_lr(
         assert math.isfinite(lr) and result.lrs[result.warmup] <= lr <= result.lrs[-1]
     suggestion = combine(result, None)
     assert suggestion is not None and result.lr_min <= suggestion.lr <= result.lr_max
-
-
-def test_minibatch_plot_shows_the_raw_and_smoothed_loss_and_shades_the_unread_start(
-        tmp_path: Path) -> None:
-    result = range_test(tiny(), "adam", steps=60)
-    ax = plot_range_test(result, tmp_path / "range.png").axes[0]
-
-    raw, smoothed = ax.lines[:2]
-    np.testing.assert_array_equal(raw.get_ydata(), result.losses)
-    np.testing.assert_array_equal(smoothed.get_ydata(), result.smoothed)
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[:3] == ["loss", "loss (smoothed)", "not read (the average settles)"]
-    assert len(ax.patches) == 1

@@ -8,15 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from sweeps.diagnostics.range_test import (
-    DESCENT_Z,
-    MINIBATCH_SMOOTHING,
-    combine,
-    descent_size,
-    range_test,
-    real_descent,
-    smooth,
-)
+from sweeps.diagnostics.range_curve import DESCENT_Z, descent_size, real_descent, smooth
+from sweeps.diagnostics.range_test import MINIBATCH_SMOOTHING, range_test
+from sweeps.diagnostics.suggestion import combine
 from tests.sweeps.diagnostics import faults
 
 STEPS = 150

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracking.scales import spans_decades
+from tracking.plots.scales import spans_decades
 
 if TYPE_CHECKING:
     import pandas as pd
