@@ -31,7 +31,7 @@ from typing import Any, Self
 import psycopg2
 from psycopg2 import sql
 
-__all__ = ["MlflowServer", "PostgresCluster", "free_port"]
+__all__ = ["MlflowServer", "PostgresCluster", "free_port", "wait_healthy"]
 
 HOST = "127.0.0.1"
 _PG_USER = "postgres"
@@ -43,6 +43,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[Any], log_file: Path,
+                 timeout: float = 60.0) -> None:
+    """Return once ``url``/health answers 200; ``RuntimeError`` with the log's tail if
+    ``proc`` (the process serving it) exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}\n{_tail(log_file)}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not healthy after {timeout:.0f}s\n{_tail(log_file)}")
+        time.sleep(0.2)
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -269,27 +288,7 @@ class MlflowServer(_Service):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        self._wait_healthy()
-
-    def _wait_healthy(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {self.proc.returncode}\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server not healthy after {self.startup_timeout:.0f}s\n{self.log_tail()}"
-                )
-            time.sleep(0.2)
+        wait_healthy(self.url, self.proc, self.log_file, self.startup_timeout)
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL it after 5 s, remove the temp folder."""

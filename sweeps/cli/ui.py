@@ -2,14 +2,17 @@
 
     python -m sweeps.ui                   # http://127.0.0.1:5000
     python -m sweeps.ui --port 5001
+
+The server runs in its own process group: Ctrl-C, SIGTERM or SIGHUP to this command stops
+the server and its workers with it (``sweeps.cli.child_group``), exit status 130, 143, 129.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
+from sweeps.cli.child_group import run_in_group
 from sweeps.cli.common import Parser, guarded
 from sweeps.errors import UsageError
 from sweeps.storage.backends import DEFAULT_TRACKING_URI
@@ -47,8 +50,5 @@ def _serve(tracking_uri: str, host: str, port: int) -> int:
     scope = "this machine only" if host == "127.0.0.1" else "reachable from the network"
     print(f"MLflow UI at http://{host}:{port} ({scope}); Ctrl-C stops it", file=sys.stderr)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    try:
-        return subprocess.call(ui_command(tracking_uri, host, port), env=env)
-    except KeyboardInterrupt:
-        return 130
+    return run_in_group(ui_command(tracking_uri, host, port), env)
 
