@@ -1,7 +1,7 @@
 """Hopeless-trial pruning: stop a trial whose diagnosis says more epochs cannot help.
 
 After at least ``window`` epochs, and while epochs remain, each chunk applies three verdict
-rules (``sweeps.training.verdicts``) to the epochs run so far, in this order:
+rules (``sweeps.training.verdicts.rules``) to the epochs run so far, in this order:
 
 - ``diverged``: the loss grew ``diverge_factor`` times its start (a non-finite one already
   fails the trial);
@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from sweeps.training.loop import Observer
 from sweeps.training.stats import EpochStats
-from sweeps.training.verdicts import Thresholds, Verdict, diverged, flat, stalled
+from sweeps.training.verdicts import Thresholds, Verdict
+from sweeps.training.verdicts.rules import diverged, flat, stalled
 
 __all__ = ["WINDOW_FRACTION", "StallWatch"]
 

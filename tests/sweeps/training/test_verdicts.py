@@ -268,6 +268,6 @@ def test_without_the_batches_noise_ordinary_ups_look_unstable() -> None:
     (math.log(20), 20), (math.log(50), None), (0.3, None), (math.nan, None),
 ])
 def test_chance_is_ln_c_for_a_few_classes(level: float, classes: int | None) -> None:
-    from sweeps.training.verdicts import _chance
+    from sweeps.training.verdicts.rules import _chance
 
     assert _chance(level, Thresholds()) == classes
