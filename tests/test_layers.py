@@ -13,17 +13,26 @@
     sweeps.cli                      the commands: the one place study and tracking meet
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``.
+
+Two more rules of the layout: no module of ``sweeps`` or ``tracking`` is over ``MAX_LINES``
+lines (a module that grows past it splits along its concepts), and no docstring holds a
+measurement (a time, a speed-up, a share measured on some machine): figures go in the
+README, with the bench command that produced them.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("objectives", "sweeps", "tracking")
+MAX_LINES = 400  # the most lines a module of sweeps or tracking may have
+SIZED = ("sweeps", "tracking")  # the packages whose modules MAX_LINES bounds
 
 BASE = {"sweeps.errors", "sweeps.checks"}
 ALLOWED: dict[str, set[str]] = {
@@ -48,6 +57,27 @@ ALLOWED: dict[str, set[str]] = {
     "sweeps.api": {"sweeps.cli"},
     "sweeps.configs": set(),
 }
+
+
+_NUM = r"\d+(?:[.,]\d+)*"
+_WORDNUM = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|a few|several|tens of"
+            r"|hundreds of)")
+# A measurement in prose: a time, a size in bytes, a speed-up or a measured share, and
+# "measured" followed by a number in the same sentence.
+MEASUREMENT = re.compile("|".join([
+    rf"\b{_NUM}\s?(?:ns|us|µs|ms|s|secs?|seconds?|min|minutes?|h|hours?)\b",  # 50 ms, 2 s
+    rf"\b{_NUM}\s?(?:nano|micro|milli)seconds?\b",  # 60 microseconds
+    rf"\b{_WORDNUM}(?:\s+to\s+{_WORDNUM})?\s+(?:nano|micro|milli)?seconds\b",  # one to two
+    rf"\b(?:{_NUM}|{_WORDNUM})\s?(?:KiB|MiB|GiB|KB|MB|GB)\b",  # 4.2 MiB, tens of MiB
+    rf"\b{_NUM}\s?x\s+(?:faster|slower|quicker|cheaper|speed-?up|the speed)",  # 5x faster
+    r"\b\d+\.\d+\s?x\b",  # 1.25x
+    rf"\b(?:{_WORDNUM}|{_NUM})\s+times\s+(?:faster|slower|quicker|cheaper|worse|better)\b",
+    r"\b(?:a|one)\s+(?:half|third|quarter|fifth|tenth)\s+(?:less|more|faster|slower|cheaper)\b",
+    rf"\b{_NUM}\s?-\s?{_NUM}\s?%",  # 0.1-0.4%
+    rf"(?:about|~|roughly|around|nearly|almost|only|saves?|costs?)\s*{_NUM}\s?%",  # about 13%
+    rf"\b{_NUM}\s?%\s+(?:faster|slower|less|more|fewer|over|of the (?:time|cost|CPU|run))",
+    r"\bmeasured\b[^.;]*?\d",  # "measured on the seed case: 2.1e5"
+]), re.IGNORECASE)
 
 
 def layer(module: str) -> str | None:
@@ -117,3 +147,59 @@ def test_the_check_catches_an_import_against_the_layers(tmp_path: Path) -> None:
     assert [n for n in project_imports(bad, "tracking.plots")
             if not allowed("tracking.plots", n)] == ["sweeps.study.results"]
     assert allowed("sweeps.cli.run", "tracking.study_run")
+
+
+def docstrings(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, text) of the docstring of the module and of each of its classes and functions,
+    its lines joined by single spaces."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            text = ast.get_docstring(node)
+            if text:
+                yield getattr(node, "lineno", 1), " ".join(text.split())
+
+
+def measurements(path: Path) -> list[str]:
+    """``line: "text"`` for each measurement in the docstrings of ``path``."""
+    return [f"{line}: {found.group(0)!r}" for line, text in docstrings(path)
+            for found in MEASUREMENT.finditer(text)]
+
+
+def test_no_module_of_sweeps_or_tracking_is_over_the_line_limit() -> None:
+    sizes = {module: len(path.read_text(encoding="utf-8").splitlines())
+             for path, module in modules() if module.split(".")[0] in SIZED}
+    over = sorted(f"{module} ({n} lines)" for module, n in sizes.items() if n > MAX_LINES)
+    assert over == [], f"over {MAX_LINES} lines, split along their concepts: {over}"
+
+
+@pytest.mark.parametrize(("path", "module"), modules(), ids=[m for _, m in modules()])
+def test_no_docstring_holds_a_measurement(path: Path, module: str) -> None:
+    found = measurements(path)
+    assert found == [], (f"{module}: measurements in docstrings (the README states figures, "
+                         f"with their bench command): {found}")
+
+
+def test_the_check_catches_a_measurement_in_a_docstring(tmp_path: Path) -> None:
+    """Figures that once crept into docstrings are caught; the numbers that docstrings do
+    need (constants, examples of output, definitions) are not."""
+    caught = ["On the CPU ``abs`` then ``sum`` is about five times faster than the norm.",
+              "The child's exit (about 50 ms of interpreter teardown) is not waited for.",
+              "``log_batch`` costs about 60 microseconds of CPU per value.",
+              "Its garbage collection took one to two seconds after the work was done.",
+              "Building one imports ``torch._dynamo`` (seconds of CPU and tens of MiB).",
+              "One commit for all of them costs about a third less per row.",
+              "Batched, the seed sweep runs 10.0x as many trials.",
+              "The plots cost about 13% over the bare loop.",
+              "Measured on the seed case: valley 2.1e5 and edge 3.9e6 give 9.1e5."]
+    kept = ["A rise counts beyond ``noise_z`` (3) standard errors.",
+            "Verdict('stalled', 'parameters move 4.8e-09 of their size; try ~2e+05x larger lr')",
+            "Epochs needed to move it by 1% of its size.",
+            "The width is measured, and changes only the speed.",
+            "After ``_PROBE_SECONDS``, widths 1, 4 and 8 step in turn; 2 / largest curvature."]
+    module = tmp_path / "planted.py"
+    for text in caught:
+        module.write_text(f'def f() -> None:\n    """{text}"""\n')
+        assert len(measurements(module)) == 1, text
+    module.write_text('"""' + "\n\n".join(kept) + '"""\n')
+    assert measurements(module) == []

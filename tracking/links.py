@@ -1,4 +1,4 @@
-"""Direct links into the MLflow UI (measured against MLflow 3.17).
+"""Direct links into the MLflow UI (checked against MLflow 3.17).
 
 Pure functions of their inputs: nothing here talks to a server. Every query value is compact
 JSON, percent-encoded in full, so a link stays one unbroken word that terminals make clickable::

@@ -156,8 +156,8 @@ class SqlMetricSink:
         """``write`` for several chunks (of one or many runs) in one transaction; returns rows.
 
         A commit writes every page it touched to the log, and the chunks of a batch of trials
-        touch the same index pages: one commit for all of them costs about a third less per
-        row than one commit per chunk.
+        touch the same index pages: one commit for all of them costs less per row than one
+        commit per chunk.
         """
         arrays: list[tuple[Any, ...]] = []
         latest: list[tuple[Any, ...]] = []

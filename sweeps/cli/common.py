@@ -46,9 +46,10 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
 
 def run_command(main: Callable[[], int]) -> NoReturn:
     """``raise SystemExit(main())`` for a ``python -m`` command, less the interpreter's
-    teardown: with torch and mlflow loaded, its garbage collection passes over their objects
-    took one to two seconds after the work was done. ``gc.freeze`` leaves those objects out of
-    them; atexit handlers still run, and objects are still freed by reference counting."""
+    teardown: with torch and mlflow loaded, its garbage collection passes over all their
+    objects after the work is done (the README has the time it took). ``gc.freeze`` leaves
+    those objects out of them; atexit handlers still run, and objects are still freed by
+    reference counting."""
     import gc
 
     status = main()
