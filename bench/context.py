@@ -95,17 +95,18 @@ def _enqueue(args: list[str], trials: tuple[dict[str, Any], ...]) -> None:
     from objectives import build
     from sweeps.cli.run import build_parser, config_from_args
     from sweeps.storage.backends import dispose_engine, open_storage
-    from sweeps.study.metric import reported_metrics, study_metric
+    from sweeps.study.goals import study_goals
+    from sweeps.study.metric import reported_metrics
     from sweeps.study.opening import open_study, search_space
 
     config = config_from_args(build_parser().parse_args(args))
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
-    metric = study_metric(config.metric, config.direction, config.metric_at,
-                          reported_metrics(objective, torch.device("cpu")))
+    goals = study_goals(config.metric, config.direction, config.metric_at, config.constraints,
+                        reported_metrics(objective, torch.device("cpu")))
     storage = open_storage(config.storage)
     try:
-        study = open_study(config, objective, epochs, metric, search_space(config, epochs),
+        study = open_study(config, objective, epochs, goals, search_space(config, epochs),
                            storage)
         for params in trials:
             study.enqueue_trial(params)

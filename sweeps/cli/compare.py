@@ -14,10 +14,10 @@ from sweeps.cli.common import Parser, add_study_options, guarded
 from sweeps.cli.summary import ranked
 from sweeps.errors import UsageError
 from sweeps.study.config import split_names
-from sweeps.study.results import COLUMNS
+from sweeps.study.results import shown_columns
 
 if TYPE_CHECKING:
-    from sweeps.study.metric import StudyMetric
+    from sweeps.study.goals import Goals
 
 __all__ = ["build_parser", "main"]
 
@@ -51,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(args: Any) -> None:
-    if args.sort is not None:
-        checks.choice("sort", args.sort, COLUMNS)
     if args.top is not None:
         checks.at_least("top", args.top, 1)
     for name in args.state or ():
@@ -64,9 +62,11 @@ def _check(args: Any) -> None:
             checks.writable_file(label, path)
 
 
-def select(frame: Any, args: Any, metric: StudyMetric) -> Any:
-    """The rows the filters keep, sorted (by default best first by ``metric``), cut to
+def select(frame: Any, args: Any, goals: Goals) -> Any:
+    """The rows the filters keep, sorted (by default best first: ``ranked``), cut to
     ``--top``."""
+    if args.sort is not None:
+        checks.choice("sort", args.sort, shown_columns(frame))
     if args.state:
         frame = frame[frame["state"].isin([s.upper() for s in args.state])]
     if args.verdict:
@@ -74,22 +74,34 @@ def select(frame: Any, args: Any, metric: StudyMetric) -> Any:
     if args.optimizer:
         frame = frame[frame["optimizer"].isin(args.optimizer)]
     if args.sort is None and not args.descending:
-        frame = ranked(frame, metric)
+        frame = ranked(frame, goals)
     else:
         frame = frame.sort_values(args.sort or "value", ascending=not args.descending,
                                   na_position="last", kind="stable")
     return frame.head(args.top) if args.top else frame
 
 
+def describe(goals: Goals) -> str:
+    """What the value columns hold: the study's metrics, and its constraints."""
+    metric = goals.primary
+    text = f"value: {metric.name} at the {metric.at} epoch ({metric.direction})"
+    if goals.multi:
+        each = ", ".join(f"{m.name} ({m.direction})" for m in goals.metrics)
+        text = f"values: {each} at the {metric.at} epoch; pareto: on the front"
+    if goals.constraints:
+        text += f"; constraints: {', '.join(map(str, goals.constraints))}"
+    return text
+
+
 def _compare(args: Any) -> int:
     import pandas as pd
 
-    from sweeps.study.results import opened_study, stored_metric, trials_frame
+    from sweeps.study.results import opened_study, stored_goals, trials_frame
 
     _check(args)
     with opened_study(args.storage, args.study) as study:
-        metric = stored_metric(study)
-        frame = select(trials_frame(study), args, metric)
+        goals = stored_goals(study)
+        frame = select(trials_frame(study), args, goals)
         experiment = study.user_attrs.get("mlflow_experiment_id")
     if args.csv:
         frame.to_csv(args.csv, index=False)
@@ -97,8 +109,9 @@ def _compare(args: Any) -> int:
         frame.to_json(args.json, orient="records", indent=2)
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):
-        print(f"value: {metric.name} at the {metric.at} epoch ({metric.direction})")
-        print(frame[COLUMNS].to_string(index=False) if len(frame) else "no trials match")
+        print(describe(goals))
+        print(frame[shown_columns(frame)].to_string(index=False) if len(frame)
+              else "no trials match")
     run_ids = [r for r in frame["mlflow_run_id"].head(10) if isinstance(r, str)]
     if experiment and run_ids:
         from tracking.links import sweep_links

@@ -2,6 +2,10 @@
 
     python -m sweeps.export --study rebalance --out best.json
     python -m sweeps.train --params best.json      # re-run it
+
+A study of several metrics exports its Pareto front: by default the front's best trial in
+the first metric, ``--top K`` the first K of the front in that order, ``--trial N`` the
+complete trial N; each document lists the front.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, metavar="PATH", help="output file, or - for stdout")
     p.add_argument("--top", type=int, default=1, metavar="K",
                    help="export the K best trials as a list under 'trials' (default: 1)")
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="export complete trial N instead (e.g. one of a Pareto front)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.add_argument("--plots", action="store_true",
                    help="also write the sweep's plots (PNG) next to the file, named after it")
@@ -42,6 +48,8 @@ def _export(args: Any) -> int:
     from sweeps.study.results import best_documents, dumps, opened_study, write_json
 
     checks.at_least("top", args.top, 1)
+    if args.trial is not None and args.top != 1:
+        raise UsageError("top", args.top, "export one trial with --trial, or the top K")
     if args.plots and args.out == "-":
         raise UsageError("plots", "--out -", "give --out a file path to write plots beside")
     if args.out != "-" and Path(args.out).exists() and not args.force:
@@ -51,7 +59,7 @@ def _export(args: Any) -> int:
 
         check_tracking(args.tracking_uri)
     with opened_study(args.storage, args.study) as study:
-        docs = best_documents(study, args.top)
+        docs = best_documents(study, args.top, args.trial)
         data = docs[0] if args.top == 1 else {"study": args.study, "trials": docs}
         if args.out == "-":
             sys.stdout.write(dumps(data))

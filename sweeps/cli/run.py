@@ -39,10 +39,17 @@ def build_parser() -> Parser:
                    help="objective to optimise (default: rebalance)")
     p.add_argument("--objective-arg", metavar="K=V", action="append", dest="objective_arg",
                    help="objective argument, repeatable (e.g. size=16)")
-    p.add_argument("--metric", help="per-epoch metric to optimise (default: val_loss where the "
-                                    "objective has validation data, else loss)")
-    p.add_argument("--direction", help="minimize or maximize the metric (default: maximize "
-                                       "for a name ending in accuracy, else minimize)")
+    p.add_argument("--metric", type=split_names, metavar="a,b,..",
+                   help="per-epoch metric to optimise (default: val_loss where the objective "
+                        "has validation data, else loss); several, comma-separated, for a "
+                        "Pareto front, the later ones may be costs: trial_seconds, "
+                        "trial_epochs, param_count")
+    p.add_argument("--direction", type=split_names, metavar="a,b,..",
+                   help="minimize or maximize, one per metric (default: maximize for a name "
+                        "ending in accuracy, else minimize)")
+    p.add_argument("--constraint", type=split_names, action="append", metavar="M<=X",
+                   help="a bound every chosen trial keeps, on any metric above, e.g. "
+                        "trial_seconds<=30 or val_accuracy>=0.9; repeatable")
     p.add_argument("--metric-at", help="read a trial's value at its last epoch (default: what "
                                        "the exported configuration reproduces) or best epoch")
     p.add_argument("--study", help="study name (default: from the objective)")
@@ -119,6 +126,8 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     if "objective_arg" in options:
         values["objective_args"] = {**values.get("objective_args", {}),
                                     **parse_kv(options.pop("objective_arg"))}
+    if "constraint" in options:
+        values["constraints"] = tuple(c for given in options.pop("constraint") for c in given)
     values.update(options)
     if values.get("workers", 1) > 1 and "storage" not in values:
         values["storage"] = WORKERS_STORAGE  # several writers: Optuna's journal file

@@ -60,11 +60,14 @@ def open_session(config: SweepConfig) -> SweepSession:
 
     from objectives import build
     from sweeps.batched.sizing import for_study
+    from sweeps import checks
     from sweeps.checks import resolve_device
     from sweeps.cli.parent_run import ParentRun
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.storage.backends import absolute_uri, open_storage
-    from sweeps.study.metric import reported_metrics, study_metric
+    from sweeps.study.goals import study_goals
+    from sweeps.study.samplers import MULTI_OBJECTIVE
+    from sweeps.study.metric import reported_metrics
     from sweeps.study.opening import auto_space, log_intervals, open_study, search_space
     from sweeps.study.reaper import reap_stale
     from sweeps.study.sweep import Sweep
@@ -76,10 +79,12 @@ def open_session(config: SweepConfig) -> SweepSession:
     device = resolve_device(config.device)
     check_tracking(config.tracking_uri)
     space = search_space(config, epochs, objective)
-    metric = study_metric(config.metric, config.direction, config.metric_at,
-                          reported_metrics(objective, torch.device(device)))
+    goals = study_goals(config.metric, config.direction, config.metric_at, config.constraints,
+                        reported_metrics(objective, torch.device(device)))
+    if goals.multi:
+        checks.choice("sampler", config.sampler, MULTI_OBJECTIVE)
     storage = open_storage(config.storage)
-    study = open_study(config, objective, epochs, metric, space, storage)
+    study = open_study(config, objective, epochs, goals, space, storage)
     tests: dict[str, Any] = {}
     if space.lr_source == "auto":
         space, tests = auto_space(study, space, objective, device,
@@ -90,7 +95,7 @@ def open_session(config: SweepConfig) -> SweepSession:
                            config.log_every, metrics_db=config.tracking_db and absolute_uri(
                                config.tracking_db, create_folder=False))
     parent = ParentRun(tracker, study, {**_parent_params(config, space, objective, epochs),
-                                        **metric.settings(),
+                                        **goals.params(),
                                         "torch_threads": torch.get_num_threads()}, config.seed)
     if tests:
         parent.log_range_tests(tests)
@@ -100,7 +105,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     parent.tag("trial_batch", str(choice.size))
     parent.tag("trial_batch_width", str(choice.width))
     parent.tag("trial_batch_reason", choice.describe())
-    sweep = Sweep(config, objective, epochs, device, study, metric, space, tracker,
+    sweep = Sweep(config, objective, epochs, device, study, goals, space, tracker,
                   batching=choice)
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None

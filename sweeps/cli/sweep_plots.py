@@ -152,14 +152,15 @@ def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
     import optuna
 
     from sweeps.optim.optimizers import OPTIMIZERS
-    from sweeps.study.results import opened_study, stored_metric, trials_frame
+    from sweeps.study.results import opened_study, stored_goals, trials_frame
     from tracking.plots import write_sweep_plots
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trained = {k: v if v is not None else _reference(*objective) for k, v in reference.items()}
     best = next(iter(curves.items()), None)  # top_run_ids: best first
     with opened_study(storage_url, study_name) as study:
-        return [str(p) for p in write_sweep_plots(study, curves, trained, out_dir,
-                                                  trials_frame(study), tuple(OPTIMIZERS),
-                                                  tensors=best,
-                                                  metric=stored_metric(study).name)]
+        goals = stored_goals(study)
+        return [str(p) for p in write_sweep_plots(
+            study, curves, trained, out_dir, trials_frame(study), tuple(OPTIMIZERS),
+            tensors=best, metric=goals.primary.name,
+            metrics=tuple(zip(goals.names, goals.directions, strict=True)))]

@@ -17,6 +17,7 @@ from sweeps.errors import UsageError
 from sweeps.optim.optimizers import OPTIMIZERS
 from sweeps.optim.schedulers import SCHEDULERS
 from sweeps.storage.backends import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, redact
+from sweeps.study.goals import parse_constraint
 from sweeps.study.metric import DIRECTIONS, READ_AT
 from sweeps.study.pruners import DEFAULT_PRUNER, PRUNERS
 from sweeps.study.samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -70,8 +71,12 @@ class SweepConfig:
     plots: bool = True  # log the sweep's plots (PNG) to the parent run at the end
     per_tensor: bool = True  # log grad_abs_mean/<tensor> and update_ratio/<tensor> per epoch
     log_steps: bool = False  # mini-batch objectives: log step_loss and step_lr of every step
-    metric: str | None = None  # metric optimised; default: val_loss if reported, else loss
-    direction: str | None = None  # minimize or maximize; default: by the metric's name
+    # metrics optimised (several: a Pareto front, sweeps.study.goals); default: val_loss if
+    # reported, else loss
+    metric: tuple[str, ...] | None = None
+    direction: tuple[str, ...] | None = None  # minimize or maximize, one per metric; default:
+    # by the metric's name
+    constraints: tuple[str, ...] = ()  # METRIC<=NUMBER or METRIC>=NUMBER a trial must keep
     metric_at: str = "last"  # a trial's value: the metric at its last or its best epoch
 
     @property
@@ -92,7 +97,9 @@ class SweepConfig:
         if self.lr_range is not None:
             checks.choice("lr-range", self.lr_range, LR_RANGES)
         if self.direction is not None:
-            checks.choice("direction", self.direction, DIRECTIONS)
+            checks.names("direction", self.direction, DIRECTIONS)
+        for text in self.constraints:
+            parse_constraint(text)
         checks.choice("metric-at", self.metric_at, READ_AT)
         if self.lr_range == "auto" and (self.lr_min or self.lr_max):
             raise UsageError("lr-range", self.lr_range, "use fixed with --lr-min/--lr-max")
@@ -169,7 +176,7 @@ def load_toml(path: str) -> dict[str, Any]:
 def coerce(name: str, value: Any, label: str) -> Any:
     """A setting's value (from TOML or Python) as the field's type (lists for the name tuples,
     tables for args); ``UsageError`` naming ``label`` where it has another type."""
-    if name in ("optimizers", "schedulers"):
+    if name in ("optimizers", "schedulers", "metric", "direction", "constraints"):
         if isinstance(value, str):
             return split_names(value)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from sweeps.errors import UsageError
-from sweeps.study.results import SETTINGS_ATTR, stored_metric
+from sweeps.study.results import SETTINGS_ATTR, stored_goals
 
 if TYPE_CHECKING:
     import optuna
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.diagnostics.range_test import RangeTestResult
     from sweeps.study.config import SweepConfig
-    from sweeps.study.metric import StudyMetric
+    from sweeps.study.goals import Goals
     from sweeps.study.space import SearchSpace
 
 __all__ = ["LR_RANGES_ATTR", "auto_space", "declared_lr_ranges", "fixed_settings",
@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 
 
-def fixed_settings(objective: Objective, epochs: int, metric: StudyMetric) -> dict[str, Any]:
+def fixed_settings(objective: Objective, epochs: int, goals: Goals) -> dict[str, Any]:
     """What a study is created with and resumed only with."""
     return {"objective": objective.name, "objective_args": objective.arguments(),
-            "epochs": epochs, **metric.settings()}
+            "epochs": epochs, **goals.settings()}
 
 
 def declared_lr_ranges(objective: Objective) -> dict[str, tuple[float, float]]:
@@ -103,18 +103,20 @@ def log_intervals(space: SearchSpace) -> None:
     log.info("lr intervals from %s: %s", where, ", ".join(intervals))
 
 
-def open_study(config: SweepConfig, objective: Objective, epochs: int, metric: StudyMetric,
+def open_study(config: SweepConfig, objective: Objective, epochs: int, goals: Goals,
                space: SearchSpace, storage: BaseStorage) -> optuna.Study:
-    """Create the study, or load it and check that its fixed settings match."""
+    """Create the study, or load it and check that its fixed settings match. Several
+    metrics make a multi-objective study; Optuna does not prune those (``Trial.report``
+    refuses them), so only the stalled-trial watch stops their trials early."""
     import optuna
 
     from sweeps.storage.backends import dispose_engine
     from sweeps.study.pruners import build_pruner
     from sweeps.study.samplers import build_sampler
 
-    settings = fixed_settings(objective, epochs, metric)
+    settings = fixed_settings(objective, epochs, goals)
     study = optuna.create_study(
-        storage=storage, study_name=config.study_name, direction=metric.direction,
+        storage=storage, study_name=config.study_name, directions=list(goals.directions),
         sampler=build_sampler(config.sampler, config.seed, space),
         pruner=build_pruner(config.pruner, epochs, objective), load_if_exists=True,
     )
@@ -122,7 +124,7 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, metric: S
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
         return study
-    stored = {**stored_metric(study).settings(), **stored}  # older studies: the defaults
+    stored = {**stored_goals(study).settings(), **stored}  # older studies: the defaults
     if stored != settings:
         key = next(k for k in settings if stored.get(k) != settings.get(k))
         dispose_engine(storage)  # a refused resume leaves nothing open behind

@@ -27,19 +27,24 @@ class OptunaReporter(Observer):
     at its rungs if it has them (``LockstepHalving.rungs``), else at ``PRUNE_CHECKS``
     fractions of the epochs (each question reads every trial of the study: ``PruneView``
     shares one read among a batch). The value is reported in ``on_report``, which a stack
-    calls for every row before it asks any row's ``on_chunk``: rows compete in lockstep."""
+    calls for every row before it asks any row's ``on_chunk``: rows compete in lockstep.
+    Without ``prune`` (a study of several metrics, which Optuna neither hears intermediate
+    values of nor prunes) it only keeps the heartbeat and watches for a stall."""
 
     def __init__(self, trial: optuna.Trial, epochs: int, metric: StudyMetric, view: PruneView,
-                 stall: StallWatch | None = None) -> None:
+                 stall: StallWatch | None = None, prune: bool = True) -> None:
         self.trial = trial
         self.metric = metric
         self.stall = stall
         self.stopped: dict[str, str] = {}  # why the reporter stopped the trial, if it did
         self.heartbeat = Heartbeat(trial)
         self.result: TrainResult | None = None
+        self.prune = prune
         rungs = getattr(trial.study.pruner, "rungs", None)
         self.checks = (list(rungs) if rungs is not None
                        else sorted({max(1, int(f * epochs)) for f in PRUNE_CHECKS}))
+        if not prune:
+            self.checks = []
         self.view = view  # shared by the batch: one read of the study per check
         self.reported: dict[int, float] = {}
 
@@ -48,7 +53,7 @@ class OptunaReporter(Observer):
 
     def on_report(self, stats: EpochStats) -> None:
         step = stats.start + len(stats) - 1
-        if len(stats) and step not in self.reported:
+        if self.prune and len(stats) and step not in self.reported:
             value = self.metric.latest(stats)
             self.trial.report(value, step=step)
             self.reported[step] = value

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
     from sweeps.study.space import SearchSpace
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "build_sampler", "grid_points_left"]
+__all__ = ["DEFAULT_SAMPLER", "MULTI_OBJECTIVE", "SAMPLERS", "build_sampler",
+           "grid_points_left"]
 
 Builder = Callable[[int, "SearchSpace"], "optuna.samplers.BaseSampler"]
 
@@ -59,6 +60,7 @@ SAMPLERS: dict[str, Builder] = {
     "tpe": _tpe, "random": _random, "grid": _grid, "cmaes": _cmaes, "qmc": _qmc,
 }
 DEFAULT_SAMPLER = "tpe"
+MULTI_OBJECTIVE = ("tpe", "random", "grid", "qmc")  # the samplers for several metrics
 
 
 def build_sampler(name: str, seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:

@@ -27,10 +27,11 @@ LR_SOURCES = ("user", "auto", "objective", "default")  # where the lr intervals 
 
 
 def suggest(trial: optuna.Trial, param: SubParam, epochs: int) -> float:
-    """Sample ``param`` in its search range for a run of ``epochs``."""
+    """Sample ``param`` in its search range for a run of ``epochs`` (an integer one as an
+    ``int``, so that it prints and exports as one)."""
     low, high = param.bounds(epochs)
     if param.integer:
-        return float(trial.suggest_int(param.name, int(low), int(high), log=param.log))
+        return (trial.suggest_int(param.name, int(low), int(high), log=param.log))
     return trial.suggest_float(param.name, low, high, log=param.log)
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sweeps.study.results import (
     INTERRUPTED_ATTR,
     RUN_ID_ATTR,
     STACK_ATTR,
+    VIOLATION_ATTR,
     counted_trials,
     outcome_attrs,
 )
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.batched.sizing import BatchChoice
     from sweeps.study.config import SweepConfig
+    from sweeps.study.goals import Goals
     from sweeps.study.interrupts import Started
     from sweeps.study.metric import StudyMetric
     from sweeps.study.prune_view import PruneView
@@ -55,7 +58,7 @@ class TrialOutcome:
     number: int
     hparams: Hyperparams
     result: TrainResult
-    value: float | None  # the study's metric, as told to Optuna (None: not complete)
+    value: float | None  # the study's (first) metric, as told to Optuna (None: not complete)
     run_id: str  # the trial's tracked run
     counted: int  # finished trials that count towards the target, this one included
 
@@ -87,7 +90,7 @@ class Sweep:
     epochs: int
     device: str
     study: optuna.Study
-    metric: StudyMetric
+    goals: Goals
     space: SearchSpace
     tracker: SweepTracker
     listeners: list[SweepListener] = field(default_factory=list)
@@ -95,6 +98,15 @@ class Sweep:
     batching: BatchChoice | None = None  # trials at a time and rows a stack
     # (sweeps.batched.sizing); None: config.batch trials as one stack
     _counted: int = field(default=0, init=False)  # finished trials counted, as last read
+    _started_at: dict[int, float] = field(default_factory=dict, init=False)  # by trial number
+    _ended: dict[int, dict[str, float]] = field(default_factory=dict, init=False)  # the end
+    # metrics (costs, test scores) of trials whose runs closed, until Optuna is told
+    _param_count: int | None = field(default=None, init=False)
+
+    @property
+    def metric(self) -> StudyMetric:
+        """The (first) metric the study optimises."""
+        return self.goals.primary
 
     def run(self) -> None:
         """Run trials, ``batching.size`` at a time, until the study holds its target of
@@ -214,22 +226,45 @@ class Sweep:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("device", self.device)
         stall = StallWatch(self.epochs) if self.config.prune_stalled else None
-        reporter = OptunaReporter(trial, self.epochs, self.metric, view, stall)
+        reporter = OptunaReporter(trial, self.epochs, self.metric, view, stall,
+                                  prune=not self.goals.multi)
         reporter.heartbeat.beat()
+        number = trial.number
         record = self.tracker.start_trial(
-            trial.number, self.run_params(hp), {"study": self.study.study_name},
-            late_tags=reporter.stopped, evaluate=self._evaluate)
+            number, self.run_params(hp), {"study": self.study.study_name},
+            late_tags=reporter.stopped, evaluate=lambda result: self._end_metrics(number, result))
         trial.set_user_attr(RUN_ID_ATTR, record.run_id)
+        self._started_at[number] = time.monotonic()
         return Started(trial, hp, record, reporter)
 
-    def _evaluate(self, result: TrainResult) -> dict[str, float]:
-        """The objective's extra metrics (a test accuracy) of a complete trial; none of a
-        pruned one: its model is no candidate, and scoring it costs as much as an epoch."""
+    def _end_metrics(self, number: int, result: TrainResult) -> dict[str, float]:
+        """What trial ``number``'s run logs when it ends, beside its epochs: its wall time and
+        epochs (``trial_seconds``, ``trial_epochs``), and the objective's extra metrics (a
+        test accuracy) if it is complete; a pruned model is no candidate, and scoring it
+        costs as much as an epoch."""
         from objectives import evaluate
 
-        if result.status != "complete" or result.params is None:
-            return {}
-        return evaluate(self.objective, result.params, result.buffers)
+        metrics = {"trial_seconds": time.monotonic() - self._started_at.pop(number),
+                   "trial_epochs": float(result.epochs_run)}
+        if result.status == "complete" and result.params is not None:
+            metrics.update(evaluate(self.objective, result.params, result.buffers))
+        self._ended[number] = metrics
+        return metrics
+
+    def _costs(self, number: int, result: TrainResult) -> dict[str, float]:
+        """Trial ``number``'s end metrics (``_end_metrics``, measured now if its run logged
+        none) and, where the goals name it, the objective's parameter count."""
+        ended = self._ended.pop(number, None)
+        if ended is None:
+            ended = self._end_metrics(number, result) if number in self._started_at else {}
+        if "param_count" in self.goals.costs:
+            if self._param_count is None:
+                import torch
+
+                params = self.objective.init_params(torch.device("cpu"))
+                self._param_count = sum(p.numel() for p in params.values())
+            ended["param_count"] = float(self._param_count)
+        return ended
 
     def _tell_result(self, started: Started, result: TrainResult) -> None:
         from optuna.trial import TrialState
@@ -239,11 +274,23 @@ class Sweep:
             trial.set_user_attr(key, value)
         state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(
             result.status, TrialState.FAIL)
-        value = self.metric.value(result)
-        if state == TrialState.COMPLETE and not math.isfinite(value):
-            trial.set_user_attr("failure", f"non-finite {self.metric.name} ({value})")
+        ended = self._costs(trial.number, result)
+        for key in ("trial_seconds", *(k for k in ended if k.startswith("test_"))):
+            if key in ended:
+                trial.set_user_attr(key, ended[key])
+        values = self.goals.values(result, ended)
+        if self.goals.constraints:  # Optuna's samplers that take constraints learn them
+            excess = [min(v, sys.float_info.max)
+                      for v in self.goals.violations(result, ended)]
+            for constraint, value in zip(self.goals.constraints, excess, strict=True):
+                trial.set_constraint(str(constraint), value)
+            trial.set_user_attr(VIOLATION_ATTR, max(excess))
+        value = values[0]
+        bad = [(m.name, v) for m, v in zip(self.goals.metrics, values) if not math.isfinite(v)]
+        if state == TrialState.COMPLETE and bad:
+            trial.set_user_attr("failure", f"non-finite {bad[0][0]} ({bad[0][1]})")
             state = TrialState.FAIL
-        self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        self.study.tell(trial, values if state == TrialState.COMPLETE else None, state=state)
         self._counted += 1  # other workers' trials are read at the next batch
         log.info("trial %d %s: %s lr=%.3g %s %s=%.4g", trial.number, result.status,
                  hp.optimizer, hp.lr, hp.scheduler, self.metric.name, value)

@@ -5,6 +5,7 @@
 - ``trials``: final loss against learning rate, the optimisation history;
 - ``importances``: the parameter importances;
 - ``parallel``: the trials in parallel coordinates;
+- ``pareto``: the Pareto front of a study of several metrics;
 - ``range_test``: the LR range test's curve (``python -m sweeps.diagnose``, ``--lr-range auto``);
 - ``sweep``: all of a sweep's plots into one folder; ``histories``: their data from MLflow.
 

@@ -43,10 +43,10 @@ def top_run_ids(study: optuna.Study, k: int = 5) -> dict[str, str]:
     if k < 1:
         raise ValueError(f"k must be at least 1 but got {k}.")
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)
+                if t.values and math.isfinite(t.values[0])
                 and "mlflow_run_id" in t.user_attrs]
-    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
-    complete.sort(key=lambda t: (sign * t.value, t.number))
+    sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+    complete.sort(key=lambda t: (sign * t.values[0], t.number))
     return {trial_label(t.number, t.user_attrs.get("hparams", {})): t.user_attrs["mlflow_run_id"]
             for t in complete[:k]}
 

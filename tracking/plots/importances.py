@@ -64,7 +64,7 @@ def _merged_lr_study(study: optuna.Study) -> optuna.Study:
     from optuna.trial import TrialState, create_trial
 
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)]
+                if t.values and math.isfinite(t.values[0])]
     lows, highs = [], []
     for t in complete:
         for name, dist in t.distributions.items():
@@ -80,9 +80,9 @@ def _merged_lr_study(study: optuna.Study) -> optuna.Study:
             if merged_dist is not None and _is_lr(name, dist):
                 name, dist = "lr", merged_dist
             params[name], dists[name] = value, dist
-        trials.append(create_trial(value=t.value, params=params, distributions=dists))
+        trials.append(create_trial(value=t.values[0], params=params, distributions=dists))
     storage = optuna.storages.InMemoryStorage()
-    merged = optuna.create_study(storage=storage, direction=study.direction,
+    merged = optuna.create_study(storage=storage, direction=study.directions[0],
                                  study_name=study.study_name)
     merged.add_trials(trials)
     return merged

@@ -87,7 +87,7 @@ def optimization_history(study: optuna.Study, metric: str = "final loss") -> Fig
 
     fig, ax = figure()
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and math.isfinite(t.value)]
+                if t.values and math.isfinite(t.values[0])]
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
               if t.intermediate_values]
     ax.set_xlabel("trial number")
@@ -97,8 +97,8 @@ def optimization_history(study: optuna.Study, metric: str = "final loss") -> Fig
         note(ax, "no completed trial yet")
         return fig
     numbers = np.array([t.number for t in complete], dtype=float)
-    values = np.array([t.value for t in complete], dtype=float)
-    maximize = study.direction == StudyDirection.MAXIMIZE
+    values = np.array([t.values[0] for t in complete], dtype=float)
+    maximize = study.directions[0] == StudyDirection.MAXIMIZE
     best = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
     ax.scatter(numbers, values, color="C0", s=30, zorder=3, label="completed trial")
     if pruned:

@@ -44,17 +44,22 @@ FLOATS = ("lr_min", "lr_max", "timeout", "weight_decay", "grad_clip", "adam_beta
           "adam_beta2", "adam_eps")  # numbers (TOML: int or float)
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": tuple(SAMPLERS), "pruner": tuple(PRUNERS), "device": DEVICES,
-    "lr_range": ("fixed", "auto"), "direction": DIRECTIONS, "metric_at": READ_AT}
-NAME_LISTS = {"optimizers": tuple(OPTIMIZERS), "schedulers": tuple(SCHEDULERS)}
+    "lr_range": ("fixed", "auto"), "metric_at": READ_AT}
+NAME_LISTS = {"optimizers": tuple(OPTIMIZERS), "schedulers": tuple(SCHEDULERS),
+              "direction": DIRECTIONS}  # comma-separated, one or more
+TEXT_LISTS = ("metric", "constraints")  # comma-separated, any number (metrics: checked
+# against the objective's later; constraints: each METRIC<=NUMBER or METRIC>=NUMBER)
 NAMED = ("study", "experiment")  # 1-100 letters, digits, '_', '.', '-', first alphanumeric
-FREE = ("objective", "storage", "tracking_uri", "tracking_db", "metric", "export")  # text
+FREE = ("objective", "storage", "tracking_uri", "tracking_db", "export")  # text
+CONSTRAINT = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_/.]*\s*(<=|>=)\s*(\S+)\s*")
 SWITCHES = ("quiet", "plots", "prune_stalled", "per_tensor", "log_steps")  # booleans
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 HTTP = ("http://", "https://")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 # a value argparse takes for an option's argument although it starts with '-'
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
-PROBED = (*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *NAMED, *FREE, "objective_args")
+PROBED = (*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *TEXT_LISTS, *NAMED, *FREE,
+          "objective_args")
 
 
 def label(name: str) -> str:
@@ -63,7 +68,8 @@ def label(name: str) -> str:
 
 
 def flag(name: str) -> str:
-    return "--objective-arg" if name == "objective_args" else f"--{label(name)}"
+    return {"objective_args": "--objective-arg", "constraints": "--constraint"}.get(
+        name, f"--{label(name)}")
 
 
 # -------------------------------------------------------------------------- outcomes
@@ -118,6 +124,9 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
     if name in NAME_LISTS:
         unknown = [n for n in value or ("",) if n not in NAME_LISTS[name]]
         return bad(name, unknown[0]) if unknown else ok
+    if name == "constraints":
+        broken = [c for c in value if not constraint_ok(c)]
+        return bad("constraint", broken[0]) if broken else ok
     if name in NAMED:
         return ok if NAME_RULE.fullmatch(value) else bad(name, value)
     if name == "objective" and "study" not in others:  # the study is named after it
@@ -132,6 +141,17 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
     if name == "tracking_uri" and "tracking_db" in others and not value.startswith(HTTP):
         return Outcome(error="tracking-db: ")
     return ok
+
+
+def constraint_ok(text: str) -> bool:
+    """``text`` bounds a metric by a finite number with <= or >=."""
+    match = CONSTRAINT.fullmatch(text)
+    if match is None:
+        return False
+    try:
+        return math.isfinite(float(match.group(2)))
+    except ValueError:
+        return False
 
 
 def cli_outcome(name: str, raw: str, others: dict[str, Any]) -> Outcome:
@@ -151,7 +171,7 @@ def cli_outcome(name: str, raw: str, others: dict[str, Any]) -> Outcome:
         except ValueError:
             return Outcome(error=f"argument {option}: invalid float value: ",
                            shows=repr(raw))
-    elif name in NAME_LISTS:  # comma-separated
+    elif name in NAME_LISTS or name in TEXT_LISTS:  # comma-separated
         value = names_of(raw)
     elif name == "objective_args":  # KEY=VALUE
         key, sep, text = raw.partition("=")
@@ -167,7 +187,7 @@ def toml_outcome(key: str, value: Any, others: dict[str, Any]) -> Outcome:
     if name not in field_names():
         return bad("config key", key)
     wrong = bad(f"config key {name}", value)
-    if name in NAME_LISTS:  # a list of names or a comma-separated string
+    if name in NAME_LISTS or name in TEXT_LISTS:  # a list or a comma-separated string
         if isinstance(value, str):
             value = names_of(value)
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -232,7 +252,7 @@ def cli_args(name: str, value: Any) -> list[str]:
         return [chosen] if chosen else []
     if name == "objective_args":
         return [a for k, v in value.items() for a in ("--objective-arg", f"{k}={v}")]
-    if name in NAME_LISTS:
+    if name in NAME_LISTS or name in TEXT_LISTS:
         return [flag(name), ",".join(value)]
     if isinstance(value, float):
         return [flag(name), repr(value)]
@@ -293,6 +313,13 @@ def typed_values(name: str) -> st.SearchStrategy[Any]:
         return st.sampled_from([*allowed, *(a.upper() for a in allowed), f" {allowed[0]}"])
     if name in NAME_LISTS:
         return st.lists(st.sampled_from([*NAME_LISTS[name], "lion", "", " "]), max_size=3)
+    if name == "constraints":
+        return st.lists(st.sampled_from(["trial_seconds<=30", " val_loss >= 0.5", "x<3",
+                                         "a<=nan", "b>=1e400", "c<=", "<=1", "d=>1", ""]),
+                        max_size=3)
+    if name == "metric":
+        return st.lists(st.sampled_from(["val_loss", "trial_seconds", "nope", "", " "]),
+                        max_size=3)
     if name in NAMED:
         return st.one_of(st.from_regex(NAME_RULE, fullmatch=True),
                          st.sampled_from(["a" * 100, "a" * 101, "_a", "a b", "a/b", ".a"]))
@@ -342,7 +369,10 @@ def valid_settings(draw: st.DrawFn) -> dict[str, Any]:
         **{name: st.from_regex(NAME_RULE, fullmatch=True) for name in NAMED},
         "objective": st.sampled_from(["rebalance", "digits", "digits-cnn", "json:dumps",
                                       "tests.minibatch_objectives:tiny"]),
-        "storage": PLAIN, "metric": PLAIN,
+        "storage": PLAIN, "metric": st.lists(PLAIN, max_size=3).map(
+            lambda names: tuple(n for part in names for n in names_of(part))),
+        "constraints": st.lists(st.sampled_from(["trial_seconds<=30", "val_loss>=0.5",
+                                                 "loss <= 1e-3"]), max_size=2).map(tuple),
         "tracking_uri": st.sampled_from(["sqlite:///t.db", "http://127.0.0.1:9", "https://h"]),
         "tracking_db": st.just("postgresql://u:secret@127.0.0.1:9/db"),
         "export": st.sampled_from(["best.json", "./best.json"]),

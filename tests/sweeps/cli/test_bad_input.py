@@ -37,6 +37,7 @@ from tests.sweeps.cli.run_inputs import (
     NAMED,
     PROBED,
     SWITCHES,
+    TEXT_LISTS,
     RunInput,
     field_inputs,
     run_inputs,
@@ -204,6 +205,24 @@ CASES = [
     run("run-batch-zero", ["--batch", "0"], "batch", "0"),
     run("run-unknown-direction", ["--direction", "up"], "direction", "up"),
     run("run-unknown-metric-at", ["--metric-at", "first"], "metric-at", "first"),
+    # several metrics and constraints
+    run("run-metrics-with-one-direction", ["--metric", "loss,trial_seconds",
+                                           "--direction", "minimize"], "direction", "minimize"),
+    run("run-metrics-with-three-directions", ["--metric", "loss,trial_epochs", "--direction",
+                                              "minimize,minimize,maximize"],
+        "direction", "minimize,minimize,maximize"),
+    run("run-metrics-repeated", ["--metric", "loss,loss"], "metric", "loss,loss"),
+    run("run-metrics-cost-first", ["--metric", "trial_seconds,loss"],
+        "metric", "trial_seconds,loss"),
+    run("run-metrics-unknown-second", ["--metric", "loss,val_f1"], "metric", "val_f1"),
+    run("run-metrics-with-cmaes", ["--metric", "loss,trial_seconds", "--sampler", "cmaes"],
+        "sampler", "cmaes"),
+    run("run-constraint-unknown-metric", ["--constraint", "val_f1<=3"],
+        "constraint", "val_f1<=3"),
+    run("run-constraint-unparsable", ["--constraint", "trial_seconds<30"],
+        "constraint", "trial_seconds<30"),
+    run("run-constraint-no-number", ["--constraint", "trial_seconds<=soon"],
+        "constraint", "trial_seconds<=soon"),
     run("run-lr-range-auto-with-lr-min", ["--lr-range", "auto", "--lr-min", "1e-4"],
         "lr-range", "auto"),
     run("run-timeout-zero", ["--timeout", "0"], "timeout", "0"),
@@ -494,7 +513,8 @@ PROPERTY = settings(max_examples=200, deadline=None, database=None,
 
 def test_the_input_rules_cover_every_config_field() -> None:
     """``run_inputs`` knows the rule of each field a config file may hold."""
-    ruled = [*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *NAMED, *FREE, *SWITCHES,
+    ruled = [*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *TEXT_LISTS, *NAMED, *FREE,
+             *SWITCHES,
              "objective_args"]
     assert sorted(ruled) == sorted(field_names())
 

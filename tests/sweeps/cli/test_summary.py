@@ -6,6 +6,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeps.cli.summary import summary
+from sweeps.study.goals import Goals
 from sweeps.study.metric import StudyMetric
 from sweeps.study.results import trials_frame
 
@@ -22,7 +23,7 @@ def test_the_summary_counts_states_and_trial_epochs() -> None:
     trial = study.ask()  # still running: neither counted nor trained
     trial.set_user_attr("epochs_run", 7)
 
-    text = summary(trials_frame(study), StudyMetric(), 5, [], {})
+    text = summary(trials_frame(study), Goals((StudyMetric(),)), 5, [], {})
 
     assert text.splitlines()[0] == (
         "trials: 2 complete, 2 pruned, 1 failed; 46 trial-epochs trained")
