@@ -295,9 +295,13 @@ def run_together(stacks: list[TrialStack]) -> list[list[TrainResult]]:
             if stack.recorder.size:
                 stack.deliver(stack.recorder.drain())
         raise
-    for stack in live:
-        for i in list(stack.active):
-            stack.end(i, "complete", None, None)
+    try:
+        for stack in live:
+            for i in list(stack.active):
+                stack.end(i, "complete", None, None)
+    except ObserverError as exc:  # an observer's at the end too: its cause goes up
+        raise_observer_error(exc)
+        raise
     return [stack.finished() for stack in stacks]
 
 
