@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MiniBatchObjective", "Objective", "TrialState", "evaluate", "is_minibatch"]
+__all__ = ["Batches", "MiniBatchObjective", "Objective", "TrialState", "evaluate",
+           "is_minibatch"]
 
 
 @runtime_checkable
@@ -76,6 +78,16 @@ class TrialState:
     generator: torch.Generator  # the trial's random stream (dropout), on its device
 
 
+class Batches(Protocol):
+    """An epoch's batches: counted before the epoch starts, then iterated in order. Each
+    batch is opaque to the training loop, which hands it back to ``batch_loss``: a list of
+    index tensors, or batches loaded as the epoch is iterated (each iteration the same)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
 @runtime_checkable
 class MiniBatchObjective(Objective, Protocol):
     """An objective trained in mini-batches over a data set (optional capability).
@@ -90,13 +102,13 @@ class MiniBatchObjective(Objective, Protocol):
         """Fresh buffers and a freshly seeded generator: the same for every trial."""
         ...
 
-    def batches(self, epoch: int, device: torch.device) -> list[torch.Tensor]:
-        """The batches of ``epoch`` as index tensors on ``device``, in the order to train
-        them; the same for every trial (a function of the objective's seed and ``epoch``)."""
+    def batches(self, epoch: int, device: torch.device) -> Batches:
+        """The batches of ``epoch`` on ``device``, in the order to train them; the same for
+        every trial (a function of the objective's seed and ``epoch``)."""
         ...
 
     def batch_loss(self, params: dict[str, torch.Tensor], state: TrialState,
-                   batch: torch.Tensor) -> torch.Tensor:
+                   batch: Any) -> torch.Tensor:
         """The scalar training loss of ``batch`` (training mode; updates ``state``)."""
         ...
 

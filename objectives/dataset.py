@@ -3,39 +3,51 @@
 The module supplies the architecture, the initial parameters and the initial buffers; the
 training loop owns a trial's parameters, and each trial gets fresh buffers and a freshly seeded
 dropout generator (``start_trial``), so BatchNorm statistics and dropout belong to the trial.
-The data are materialised once as tensors on each device they are used on. A user objective::
+A user objective::
 
     objective = DatasetObjective(
-        model, (inputs, targets), batch_size=100, loss_fn=torch.nn.functional.cross_entropy,
-        validation=(val_inputs, val_targets), test=(test_inputs, test_targets),
-        metrics={"accuracy": accuracy}, name="mine")
+        model, train_loader, loss_fn=torch.nn.functional.cross_entropy,
+        validation=(val_inputs, val_targets), test=test_set,
+        metrics={"accuracy": accuracy}, batch_size=100, name="mine")
 
-An epoch is one pass over the training data in batches of ``batch_size`` (the last one smaller,
-or dropped with ``drop_last``), in an order drawn from a generator seeded by ``(seed, epoch)``:
-every trial sees the same batches in the same order.
+Each split's data (``objectives.data``) are a pair of tensors (moved once to the device; an
+epoch's batches are index tensors in an order drawn from a generator seeded by
+``(seed, epoch)``), a ``Dataset`` (loaded through a ``DataLoader`` of ``batch_size``,
+``shuffle`` and ``drop_last``), a ``DataLoader`` (its own batch size, sampler, ``collate_fn``
+and workers), or a function of no arguments returning either of the last two. A ``Dataset``
+or ``DataLoader`` is iterated every epoch, every draw seeded by ``(seed, epoch)``: random
+transforms draw afresh each epoch, and the same epoch draws the same in every trial and
+re-run. Its batches are loaded as the epoch runs, not kept; trials stacked as rows of one
+program (``batch_losses``) share each loaded batch, so an epoch is loaded once per stack.
+Held-out data are scored in order, drawn the same way each time.
+
+A batch of ``(inputs, targets)`` trains ``loss_fn(module(inputs), targets)``; a ``step``
+hook, ``step(model, batch) -> loss``, takes any batch (a dict, several inputs) with ``model``
+calling the module with the trial's parameters (``objectives.step``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 from torch.func import functional_call
-from torch.utils.data import Dataset
 
-from ._base import TrialState
+from ._base import Batches, TrialState
 from ._errors import ObjectiveError
+from .data import Batching, Data, Loaded, Source, Tensors, batch_rows, check_like, describe, source
 from .module import check_count, device_of, initial_parameters
+from .step import Bound, Step, scalar
 
-__all__ = ["DatasetObjective", "accuracy"]
+__all__ = ["Data", "DatasetObjective", "accuracy"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
-Data = tuple[torch.Tensor, torch.Tensor] | Dataset
 _Pair = tuple[torch.Tensor, torch.Tensor]
+_Stacked = dict[str, torch.Tensor]
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -44,16 +56,22 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class DatasetObjective:
-    """``loss_fn(module(inputs[batch]), targets[batch])`` over the mini-batches of a data set.
+    """``loss_fn(module(inputs), targets)`` (or ``step(model, batch)``) over the mini-batches
+    of a data set.
 
     ``metrics`` map names to ``fn(outputs, targets)`` (means over rows, e.g. ``accuracy``),
     scored with ``loss_fn`` on the validation data after each epoch as ``val_<name>`` and
     ``val_loss``, and on the ``test`` data once at the end of each complete trial of a sweep
-    as ``test_<name>`` and ``test_loss`` (``evaluate``). ``seed`` fixes the batch order and the trial's dropout stream; the module's
-    parameters and buffers are snapshotted at construction. ``lr_ranges`` (optimizer name ->
-    (low, high)) are the learning-rate intervals a sweep searches by default;
-    ``prune_warmup`` is the epochs a trial runs before a sweep's pruner may stop it (a
-    trial's validation metric is reported after every epoch).
+    as ``test_<name>`` and ``test_loss`` (``evaluate``; a non-finite one is an
+    ``ObjectiveError``). With a ``step`` hook the held-out score is its loss, the mean over
+    rows (``val_loss``, ``test_loss``), and ``loss_fn`` and ``metrics`` are not taken.
+    ``seed`` fixes the batch order, the data's random draws and the trial's dropout stream;
+    the module's parameters and buffers are snapshotted at construction. ``batch_size``,
+    ``shuffle`` and ``drop_last`` cut tensors and ``Dataset``s into batches (a
+    ``DataLoader`` keeps its own). ``lr_ranges`` (optimizer name -> (low, high)) are the
+    learning-rate intervals a sweep searches by default; ``prune_warmup`` is the epochs a
+    trial runs before a sweep's pruner may stop it (a trial's validation metric is reported
+    after every epoch).
     """
 
     def __init__(
@@ -61,11 +79,12 @@ class DatasetObjective:
         module: torch.nn.Module,
         train: Data,
         *,
-        batch_size: int,
-        loss_fn: LossFn,
+        batch_size: int | None = None,
+        loss_fn: LossFn | None = None,
         validation: Data | None = None,
         test: Data | None = None,
         metrics: Mapping[str, MetricFn] | None = None,
+        step: Step | None = None,
         shuffle: bool = True,
         drop_last: bool = False,
         seed: int = 0,
@@ -75,27 +94,37 @@ class DatasetObjective:
         lr_ranges: Mapping[str, tuple[float, float]] | None = None,
         prune_warmup: int = 1,
     ) -> None:
-        check_count("batch_size", batch_size)
+        if batch_size is not None:
+            check_count("batch_size", batch_size)
         check_count("prune_warmup", prune_warmup)
         check_count("default_epochs", default_epochs)
         check_count("seed", seed, minimum=0)
-        inputs, targets = _materialise("train", train)
-        if drop_last and batch_size > len(inputs):
-            raise ObjectiveError("batch_size", batch_size, f"with drop_last use at most the "
-                                 f"{len(inputs)} training rows")
+        if step is not None and not callable(step):
+            raise ObjectiveError("step", type(step).__name__,
+                                 "use a function step(model, batch) -> scalar loss")
+        if step is None and loss_fn is None:
+            raise ObjectiveError("loss_fn", None, "give loss_fn(outputs, targets), or a "
+                                 "step(model, batch) hook")
         metrics = dict(metrics or {})
+        if metrics and step is not None:
+            raise ObjectiveError("metrics", ", ".join(metrics), "with a step hook the "
+                                 "held-out score is its loss: metrics take loss_fn's "
+                                 "(outputs, targets)")
+        trained = source("train", train, Batching(batch_size, shuffle, drop_last))
         if metrics and validation is None and test is None:
             raise ObjectiveError("metrics", ", ".join(metrics),
                                  "metrics need validation or test data")
         for key in metrics:
             if not key.isidentifier() or key == "loss":
                 raise ObjectiveError("metrics", key, "use identifiers other than 'loss'")
-        held_out = None if validation is None else _materialise("validation", validation)
-        if held_out is not None:
-            _check_like("validation", held_out, inputs, targets)
-        tested = None if test is None else _materialise("test", test)
-        if tested is not None:
-            _check_like("test", tested, inputs, targets)
+        held_out = {split: source(split, data, Batching(batch_size))
+                    for split, data in (("validation", validation), ("test", test))
+                    if data is not None}
+        if step is None and isinstance(trained, Tensors):
+            for split, data in held_out.items():
+                if isinstance(data, Tensors):
+                    check_like(split, (data.inputs, data.targets), trained.inputs,
+                               trained.targets)
         initial = initial_parameters(module)
         self.name = name
         self.default_epochs = default_epochs
@@ -106,27 +135,31 @@ class DatasetObjective:
         self._module = module
         self._initial = initial
         self._buffers = {key: b.detach().clone() for key, b in module.named_buffers()}
-        self._train = (inputs, targets)
-        self._validation = held_out
-        self._test = tested
+        self._sources: dict[str, Source] = {"train": trained, **held_out}
+        # the tensors of in-memory splits (None otherwise), as they were given
+        self._train, self._validation, self._test = (
+            (s.inputs, s.targets) if isinstance(s, Tensors) else None
+            for s in (trained, held_out.get("validation"), held_out.get("test")))
         self._loss_fn = loss_fn
+        self._step = step
         self._metrics = metrics
         self._arguments = dict(arguments or {})
         self.lr_ranges = _intervals(lr_ranges)
         self.prune_warmup = prune_warmup
-        self._on_device: dict[tuple[str, torch.device], _Pair] = {}
-        self._rows_vmap = True  # validate_rows still tries one vmap over the rows
+        self._checked = False  # the loaded splits' first batches are alike (``_check``)
+        self._took = False  # a training batch went through the model
+        self._by_vmap = {"forward": True, "score": True}  # validate_rows still tries vmap
 
     @property
     def rows(self) -> int:
         """Training rows: the size of one epoch."""
-        return len(self._train[0])
+        return self._sources["train"].rows
 
     @property
     def steps_per_epoch(self) -> int:
-        """Batches in an epoch: ceil(rows / batch_size), or the floor with ``drop_last``."""
-        whole, part = divmod(self.rows, self.batch_size)
-        return whole + (1 if part and not self.drop_last else 0)
+        """Batches in an epoch: ceil(rows / batch_size), or the floor with ``drop_last``
+        (a ``DataLoader``'s length)."""
+        return self._sources["train"].steps()
 
     def init_params(self, device: torch.device) -> dict[str, torch.Tensor]:
         """Copies of the module's parameters as they were at construction, on ``device``."""
@@ -137,115 +170,218 @@ class DatasetObjective:
         buffers = {key: b.to(device, copy=True) for key, b in self._buffers.items()}
         return TrialState(buffers, torch.Generator(device=device).manual_seed(self.seed))
 
-    def batches(self, epoch: int, device: torch.device) -> list[torch.Tensor]:
-        """The index tensors of ``epoch``'s batches, on ``device``. The order is drawn on the
-        CPU from a generator seeded by (seed, epoch), so it is the same on every device."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-            order = torch.randperm(self.rows, generator=generator)
-        else:
-            order = torch.arange(self.rows)
-        parts = list(order.to(device).split(self.batch_size))
-        if self.drop_last and len(parts[-1]) < self.batch_size:
-            parts.pop()
-        return parts
+    def batches(self, epoch: int, device: torch.device) -> Batches:
+        """``epoch``'s batches on ``device``, the same for every trial: index tensors into
+        in-memory tensors (a list), or batches loaded from a ``Dataset`` or ``DataLoader``
+        as they are iterated (a sized iterable, each iteration seeded by (seed, epoch))."""
+        if not self._checked:
+            self._check(device)
+        return self._sources["train"].batches(epoch, device, self.seed)
 
     def batch_loss(self, params: dict[str, torch.Tensor], state: TrialState,
-                   batch: torch.Tensor) -> torch.Tensor:
-        """``loss_fn`` on ``batch`` in training mode: BatchNorm normalises with the batch's
+                   batch: Any) -> torch.Tensor:
+        """The loss of ``batch`` in training mode: BatchNorm normalises with the batch's
         statistics and updates ``state.buffers`` in place; dropout draws from
-        ``state.generator``."""
-        inputs, targets = self._data("train", device_of(params))
-        outputs = self._forward(params, state, inputs.index_select(0, batch), training=True)
-        return self._loss_fn(outputs, targets.index_select(0, batch))
-
-    def validate(self, params: dict[str, torch.Tensor],
-                 state: TrialState) -> dict[str, torch.Tensor]:
-        """``val_loss`` and ``val_<metric>`` on the validation data in eval mode (running
-        statistics from ``state``, no dropout), as 0-dim tensors on the parameters' device.
-        The data go through the module in chunks of ``batch_size``; the loss and metrics see
-        all outputs at once."""
-        if self._validation is None:
-            return {}
-        with torch.no_grad():
-            return self._scores(params, state.buffers)
-
-    def _scores(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                split: str = "validation") -> dict[str, torch.Tensor]:
-        """The scores of one set of parameters and buffers on held-out ``split`` (eval mode:
-        no randomness, no buffer updates), named ``val_*`` or ``test_*``."""
-        inputs, targets = self._data(split, device_of(params))
-        prefix = "val" if split == "validation" else split
-        self._set_mode(False)
-        outputs = torch.cat([functional_call(self._module, {**buffers, **params}, (chunk,))
-                             for chunk in inputs.split(self.batch_size)])
-        scores = {f"{prefix}_loss": self._loss_fn(outputs, targets)}
-        for key, fn in self._metrics.items():
-            scores[f"{prefix}_{key}"] = torch.as_tensor(fn(outputs, targets),
-                                                        device=outputs.device)
-        return scores
-
-    def evaluate(self, params: dict[str, torch.Tensor],
-                 buffers: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
-        """``test_loss`` and ``test_<metric>`` on the test data, once at the end of a trial
-        (eval mode, with the trial's own BatchNorm statistics ``buffers``; none given: the
-        module's initial ones); nothing without test data. Never a study's metric."""
-        if self._test is None:
-            return {}
-        state = self.start_trial(device_of(params))
-        if buffers is not None:
-            state.buffers.update(buffers)
-        with torch.no_grad():
-            return {k: float(v) for k, v in self._scores(params, state.buffers, "test").items()}
+        ``state.generator``. The first batch the model cannot take is an ``ObjectiveError``
+        naming it."""
+        raw = self._sources["train"].take(batch, device_of(params))
+        self._set_mode(True)
+        if self._took:
+            with _drawing_from(state.generator):
+                return self._loss({**state.buffers, **params}, raw)
+        try:
+            with _drawing_from(state.generator):
+                loss = self._loss({**state.buffers, **params}, raw)
+        except (ObjectiveError, torch.OutOfMemoryError):
+            raise
+        except Exception as exc:
+            who = "step" if self._step is not None else "the model and loss_fn"
+            raise ObjectiveError("train batch", describe(raw), f"{who} could not take it "
+                                 f"({type(exc).__name__}: {exc})") from exc
+        self._took = True
+        return loss
 
     def batch_losses(self, params: dict[str, torch.Tensor], state: TrialState,
-                     batch: torch.Tensor) -> torch.Tensor:
+                     batch: Any) -> torch.Tensor:
         """``batch_loss`` of every row of ``params`` and ``state.buffers`` (stacked along a
         new first dimension, one row per trial) on the same ``batch``: one ``vmap``. Every
         trial's dropout stream starts from the same seed and draws the same masks, so the
         rows share one draw from ``state.generator`` (``randomness="same"``) and each row
         equals its own sequential run."""
-        inputs, targets = self._data("train", device_of(params))
-        inputs, targets = inputs.index_select(0, batch), targets.index_select(0, batch)
+        raw = self._sources["train"].take(batch, device_of(params))
+        if self._step is None:
+            raw = self._pair(raw, "train")
         self._set_mode(True)
 
         def row(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-            return self._loss_fn(functional_call(self._module, {**b, **p}, (inputs,)), targets)
+            return self._loss({**b, **p}, raw)
 
         with _drawing_from(state.generator):
             return torch.func.vmap(row, randomness="same")(params, state.buffers)
 
+    def validate(self, params: dict[str, torch.Tensor],
+                 state: TrialState) -> dict[str, torch.Tensor]:
+        """``val_loss`` and ``val_<metric>`` on the validation data in eval mode (running
+        statistics from ``state``, no dropout), as 0-dim tensors on the parameters' device.
+        The data go through the module batch by batch; the loss and metrics see all outputs
+        at once."""
+        if "validation" not in self._sources:
+            return {}
+        with torch.no_grad():
+            return self._scores(params, state.buffers, "validation")
+
     def validate_rows(self, params: dict[str, torch.Tensor],
                       state: TrialState) -> dict[str, torch.Tensor]:
         """``validate`` of every row of stacked ``params`` and ``state.buffers``: each value a
-        tensor of one score per row. One ``vmap`` over the rows where the loss and metric
-        functions allow it, else (remembered) one ``validate`` per row."""
-        if self._validation is None:
+        tensor of one score per row. Each batch is loaded once for all rows; the module runs
+        as one ``vmap`` over the rows, and so do the loss and metrics, where they allow it,
+        else (remembered) row by row."""
+        if "validation" not in self._sources:
             return {}
-        if self._rows_vmap:
-            try:
-                with torch.no_grad():
-                    return torch.func.vmap(self._scores)(params, state.buffers)
-            except RuntimeError:
-                self._rows_vmap = False  # e.g. a metric calling .item(): row by row from now
-        count = len(next(iter(params.values())))
-        rows = [self.validate({k: v[i] for k, v in params.items()},
-                              TrialState({k: v[i] for k, v in state.buffers.items()},
-                                         state.generator)) for i in range(count)]
-        return {key: torch.stack([r[key] for r in rows]) for key in rows[0]}
+        with torch.no_grad():
+            return self._scores(params, state.buffers, "validation", rows=True)
+
+    def evaluate(self, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """``test_loss`` and ``test_<metric>`` on the test data, once at the end of a trial
+        (eval mode, with the trial's own BatchNorm statistics ``buffers``; none given: the
+        module's initial ones); nothing without test data. Never a study's metric. A
+        non-finite score is an ``ObjectiveError`` naming it."""
+        if "test" not in self._sources:
+            return {}
+        state = self.start_trial(device_of(params))
+        if buffers is not None:
+            state.buffers.update(buffers)
+        with torch.no_grad():
+            scores = {k: float(v) for k, v in self._scores(params, state.buffers, "test").items()}
+        for key, value in scores.items():
+            if not math.isfinite(value):
+                raise ObjectiveError(key, value, "a test score must be finite: check the test "
+                                     "data and the function that scores them")
+        return scores
 
     def loss(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training loss of the whole training set as one batch, in training mode, with
-        a fresh trial state that is thrown away: a pure function of ``params`` (for probes and
-        the LR range test; the training loop uses ``batch_loss``)."""
+        """The training loss of the whole training set in training mode, with a fresh trial
+        state that is thrown away: a pure function of ``params`` (for probes and the LR range
+        test; the training loop uses ``batch_loss``). In-memory tensors are one batch; loaded
+        data are the batches of epoch 0, their losses averaged over rows."""
         device = device_of(params)
-        inputs, targets = self._data("train", device)
-        outputs = self._forward(params, self.start_trial(device), inputs, training=True)
-        return self._loss_fn(outputs, targets)
+        train = self._sources["train"]
+        batches = (train.whole(device) if isinstance(train, Tensors)
+                   else train.batches(0, device, self.seed))
+        state = self.start_trial(device)
+        self._set_mode(True)
+        losses, rows = [], []
+        for raw in batches:
+            with _drawing_from(state.generator):
+                losses.append(self._loss({**state.buffers, **params}, raw))
+            rows.append(batch_rows(raw))
+        return _row_mean(losses, rows)
 
     def arguments(self) -> dict[str, Any]:
         """The arguments given at construction (logged with the sweep)."""
         return dict(self._arguments)
+
+    # -- one loss, held-out scores ---------------------------------------------------------
+
+    def _loss(self, tensors: dict[str, torch.Tensor], raw: Any) -> torch.Tensor:
+        """The loss of batch ``raw`` under ``tensors`` (parameters and buffers), in the
+        module's current mode."""
+        if self._step is not None:
+            return scalar("step", self._step(Bound(self._module, tensors), raw))
+        inputs, targets = self._pair(raw, "train")
+        assert self._loss_fn is not None
+        outputs = functional_call(self._module, tensors, (inputs,))
+        return scalar("loss_fn", self._loss_fn(outputs, targets))
+
+    def _scores(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                split: str, rows: bool = False) -> dict[str, torch.Tensor]:
+        """The scores of ``params`` and ``buffers`` on held-out ``split`` (eval mode: no
+        randomness, no buffer updates), named ``val_*`` or ``test_*``; with ``rows``, of each
+        row of stacked ones (one value per row)."""
+        prefix = "val" if split == "validation" else split
+        batches = self._sources[split].held_out(device_of(params), self.seed)
+        self._set_mode(False)
+        if self._step is not None:
+            return {f"{prefix}_loss": self._mean_step(params, buffers, batches, rows)}
+        outputs, targets = [], []
+        for raw in batches:
+            inputs, target = self._pair(raw, split)
+
+            def forward(p: _Stacked, b: _Stacked, inputs: torch.Tensor = inputs
+                        ) -> torch.Tensor:
+                return functional_call(self._module, {**b, **p}, (inputs,))
+
+            outputs.append(self._by_rows("forward", forward, params, buffers) if rows
+                           else forward(params, buffers))
+            targets.append(target)
+        together = torch.cat(targets)
+
+        def score(out: torch.Tensor) -> dict[str, torch.Tensor]:
+            assert self._loss_fn is not None
+            scores = {f"{prefix}_loss": self._loss_fn(out, together)}
+            for key, fn in self._metrics.items():
+                scores[f"{prefix}_{key}"] = torch.as_tensor(fn(out, together),
+                                                            device=out.device)
+            return scores
+
+        if not rows:
+            return score(torch.cat(outputs))
+        return self._by_rows("score", score, torch.cat(outputs, dim=1))
+
+    def _mean_step(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   batches: Iterable[Any], rows: bool) -> torch.Tensor:
+        """``step``'s loss over ``batches``, the mean over their rows (per stacked row with
+        ``rows``)."""
+        losses, sizes = [], []
+        for raw in batches:
+
+            def one(p: _Stacked, b: _Stacked, raw: Any = raw) -> torch.Tensor:
+                return self._loss({**b, **p}, raw)
+
+            losses.append(self._by_rows("forward", one, params, buffers) if rows
+                          else one(params, buffers))
+            sizes.append(batch_rows(raw))
+        return _row_mean(losses, sizes)
+
+    def _by_rows(self, kind: str, fn: Callable[..., Any], *stacked: Any) -> Any:
+        """``fn`` of each row of ``stacked`` (tensors or dicts of them, rows along the first
+        dimension), stacked: one ``vmap`` while ``kind`` allows it, else row by row."""
+        if self._by_vmap[kind]:
+            try:
+                return torch.func.vmap(fn)(*stacked)
+            except RuntimeError:
+                self._by_vmap[kind] = False  # e.g. a metric calling .item(): row by row
+        first = stacked[0]
+        count = len(next(iter(first.values())) if isinstance(first, dict) else first)
+        each = [fn(*(_row(s, i) for s in stacked)) for i in range(count)]
+        if isinstance(each[0], dict):
+            return {key: torch.stack([torch.as_tensor(r[key]) for r in each]) for key in each[0]}
+        return torch.stack(each)
+
+    # -- data --------------------------------------------------------------------------------
+
+    def _pair(self, raw: Any, split: str) -> _Pair:
+        """``raw`` as (inputs, targets); ``ObjectiveError`` if it is not a pair of tensors."""
+        if (isinstance(raw, (tuple, list)) and len(raw) == 2
+                and all(isinstance(t, torch.Tensor) for t in raw)):
+            return raw[0], raw[1]
+        raise ObjectiveError(f"{split} batch", describe(raw), "yield (inputs, targets) "
+                             "pairs of tensors, or give a step(model, batch) hook")
+
+    def _check(self, device: torch.device) -> None:
+        """Without a step hook: the first batch of each loaded split is a pair of tensors,
+        and held-out rows are shaped like training rows, of the same dtypes (as tensors are
+        checked at construction)."""
+        splits = self._sources
+        if self._step is None and len(splits) > 1 and any(isinstance(s, Loaded)
+                                                          for s in splits.values()):
+            first = {split: self._pair(_first(s, device, self.seed), split)
+                     for split, s in splits.items()}
+            for split, pair in first.items():
+                if split != "train":
+                    check_like(split, pair, *first["train"])
+        self._checked = True
 
     def _forward(self, params: dict[str, torch.Tensor], state: TrialState,
                  inputs: torch.Tensor, *, training: bool) -> torch.Tensor:
@@ -257,15 +393,28 @@ class DatasetObjective:
         if self._module.training != training:
             self._module.train(training)
 
-    def _data(self, split: str, device: torch.device) -> _Pair:
-        key = (split, device)
-        if key not in self._on_device:
-            pair = {"train": self._train, "validation": self._validation,
-                    "test": self._test}[split]
-            assert pair is not None  # the callers return early without held-out data
-            inputs, targets = pair
-            self._on_device[key] = (inputs.to(device), targets.to(device))
-        return self._on_device[key]
+
+def _first(data: Source, device: torch.device, seed: int) -> Any:
+    """The first batch ``data`` trains or is scored with."""
+    if isinstance(data, Tensors):
+        return data.inputs, data.targets
+    return next(iter(data.batches(0, device, seed) if data.field == "train"
+                     else data.held_out(device, seed)))
+
+
+def _row_mean(losses: list[torch.Tensor], rows: list[int]) -> torch.Tensor:
+    """The mean of batch ``losses`` (each a mean over its batch's ``rows``) over all rows;
+    one batch's loss as it is."""
+    if len(losses) == 1:
+        return losses[0]
+    return sum((loss * count for loss, count in zip(losses, rows)),
+               torch.zeros_like(losses[0])) / sum(rows)
+
+
+def _row(stacked: Any, i: int) -> Any:
+    if isinstance(stacked, dict):
+        return {key: value[i] for key, value in stacked.items()}
+    return stacked[i]
 
 
 @contextmanager
@@ -303,44 +452,3 @@ def _intervals(lr_ranges: Mapping[str, tuple[float, float]] | None
                                  "0 < low < high")
         out[name] = (low, high)
     return out
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for the batch order of ``epoch``, independent between epochs."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _materialise(field: str, data: Data) -> _Pair:
-    """(inputs, targets) as tensors: a pair of tensors as it is, a ``Dataset`` of (input,
-    target) items stacked once."""
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor)
-                                                          for t in data):
-        inputs, targets = data
-    elif isinstance(data, Dataset):
-        try:
-            items = [data[i] for i in range(len(data))]  # type: ignore[arg-type]
-            inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-            targets = torch.stack([torch.as_tensor(y) for _, y in items])
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ObjectiveError(field, type(data).__name__,
-                                 f"use a sized Dataset of (input, target) pairs ({exc})") from None
-    else:
-        raise ObjectiveError(field, type(data).__name__,
-                             "use a pair of tensors (inputs, targets) or a Dataset")
-    if inputs.ndim == 0 or targets.ndim == 0 or len(inputs) != len(targets) or not len(inputs):
-        raise ObjectiveError(field, f"{tuple(inputs.shape)} and {tuple(targets.shape)}",
-                             "use inputs and targets with the same number of rows, at least 1")
-    return inputs.detach(), targets.detach()
-
-
-def _check_like(split: str, held_out: _Pair, inputs: torch.Tensor,
-                targets: torch.Tensor) -> None:
-    """Held-out rows (of ``split``) shaped like training rows, of the same dtypes."""
-    for got, want, what in ((held_out[0], inputs, "inputs"), (held_out[1], targets,
-                                                               "targets")):
-        if got.shape[1:] != want.shape[1:]:
-            raise ObjectiveError(f"{split} {what}", tuple(got.shape),
-                                 f"use rows of shape {tuple(want.shape[1:])}, as in training")
-        if got.dtype != want.dtype:
-            raise ObjectiveError(f"{split} {what}", str(got.dtype).removeprefix("torch."),
-                                 f"use {str(want.dtype).removeprefix('torch.')}, as in training")

@@ -7,7 +7,9 @@ backward pass on their sum gives each row its own gradient, and the optimizers' 
 update the rows (``sweeps.batched.rules``), at per-step learning rates tabulated from torch's
 own schedulers (``sweeps.batched.lr_tables``). After each epoch ``validate_rows`` scores every
 row in eval mode. Every trial's dropout stream starts from the same seed, so the rows share
-one stream and each row reproduces its sequential run (``tests/sweeps/batched``).
+one stream and each row reproduces its sequential run (``tests/sweeps/batched``). Each batch
+is produced once and taken by every row: where the objective loads its batches as the epoch
+runs (a ``DataLoader``), an epoch is loaded once per stack, not once per trial.
 
 Whether it pays is the objective's and the device's business: ``sweeps.batched.sizing``
 measures it before a sweep's first batch.
@@ -15,7 +17,7 @@ measures it before a sweep's first batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeps.batched.stack import OnResult, TrialStack, stacked
 from sweeps.training.loop import ObjectiveStartError, Observer, default_chunk
@@ -58,6 +60,7 @@ class MiniBatchBatch(TrialStack):
             self.batches = objective.batches(0, device)
             if not self.batches:
                 raise ValueError("the objective has no batches in an epoch")
+            self.first = next(iter(self.batches))  # the probes' batch (the epoch is not kept)
         except Exception as exc:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
         super().__init__(objective, hps, epochs, device, observers,
@@ -78,16 +81,16 @@ class MiniBatchBatch(TrialStack):
 
         generator = torch.Generator(self.device).set_state(self.state.generator.get_state())
         copy = TrialState({k: b.clone() for k, b in self.state.buffers.items()}, generator)
-        return self.minibatch.batch_losses(self.by_name(), copy, self.batches[0])
+        return self.minibatch.batch_losses(self.by_name(), copy, self.first)
 
     def first_loss(self, batched: RuntimeError) -> None:
         try:
             self.minibatch.batch_loss(self.row(0), self.minibatch.start_trial(self.device),
-                                      self.batches[0])
+                                      self.first)
         except Exception as exc:
             raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
 
-    def train_step(self, step: int, batch: torch.Tensor) -> None:
+    def train_step(self, step: int, batch: Any) -> None:
         """One optimizer step of every row on ``batch``, the ``step``-th of the run."""
         import torch
 
@@ -102,7 +105,7 @@ class MiniBatchBatch(TrialStack):
 
     def probe_step(self, i: int) -> None:
         """A step for ``sweeps.batched.sizing`` to time (the batch is thrown away after)."""
-        self.train_step(0, self.batches[i % len(self.batches)])
+        self.train_step(0, self.first)
 
     def train_epoch(self, epoch: int) -> None:
         batches = self.batches if epoch == 0 else self.minibatch.batches(epoch, self.device)

@@ -17,6 +17,7 @@ from sweeps.training.hparams import Hyperparams
 from sweeps.training.loop import (
     ObjectiveStartError,
     Observer,
+    ObserverError,
     Status,
     TrainResult,
     default_chunk,
@@ -132,7 +133,11 @@ def train_minibatch(
     final = last_epoch_loss(parts)
     detached = {k: v.detach() for k, v in params.items()}
     buffers = {k: v.detach() for k, v in state.buffers.items()}
-    return finish(observers, parts, outcome, final, None, None, detached, buffers)
+    try:
+        return finish(observers, parts, outcome, final, None, None, detached, buffers)
+    except ObserverError as exc:  # an observer's at the end too: its cause goes up
+        raise_observer_error(exc)
+        raise
 
 
 def last_epoch_loss(parts: list[EpochStats]) -> float:

@@ -1,5 +1,6 @@
 """Data-set objectives: batches of an epoch, the trial's own state (BatchNorm, dropout), eval-mode
-validation, data from a ``Dataset``, and one-line errors for bad arguments."""
+validation, data from a ``Dataset`` (more in ``test_data_sources``), and one-line errors for
+bad arguments."""
 
 from __future__ import annotations
 
@@ -132,20 +133,24 @@ class _Pairs(Dataset):
         return self.inputs[i], int(self.targets[i])
 
 
-def test_a_dataset_is_materialised_to_the_same_tensors() -> None:
+def test_a_dataset_without_random_draws_trains_as_its_tensors_do() -> None:
+    from sweeps.training.hparams import Hyperparams
+    from sweeps.training.loop import train
+
     from_tensors = tiny()
     from_dataset = DatasetObjective(
         model(), _Pairs(*data(0)), batch_size=8, loss_fn=nn.functional.cross_entropy,
         validation=_Pairs(*data(1, HELD_OUT)), metrics={"accuracy": accuracy})
-    params = from_tensors.init_params(CPU)
-    for objective in (from_tensors, from_dataset):
-        assert objective.rows == ROWS
-    batch = from_tensors.batches(0, CPU)[0]
-    losses = [o.batch_loss(params, o.start_trial(CPU), batch)
-              for o in (from_tensors, from_dataset)]
-    assert torch.equal(losses[0], losses[1])
-    assert (from_tensors.validate(params, from_tensors.start_trial(CPU))
-            == from_dataset.validate(params, from_dataset.start_trial(CPU)))
+    assert from_dataset.rows == ROWS and from_dataset.steps_per_epoch == 5
+    inputs, targets = data(0)
+    for epoch in range(2):  # the same rows in the same order, batch by batch
+        loaded = list(from_dataset.batches(epoch, CPU))
+        indices = from_tensors.batches(epoch, CPU)
+        assert [torch.equal(x, inputs[i]) and torch.equal(y, targets[i])
+                for (x, y), i in zip(loaded, indices, strict=True)] == [True] * 5
+    runs = [train(o, Hyperparams("adam", 0.01), 3) for o in (from_tensors, from_dataset)]
+    for name in ("loss", "val_loss", "val_accuracy"):
+        assert list(runs[0].history.metric(name)) == list(runs[1].history.metric(name)), name
 
 
 def _build(**changes: object) -> DatasetObjective:
