@@ -12,7 +12,7 @@ from typing import Any
 from ._base import Objective
 from ._errors import ObjectiveError
 
-__all__ = ["available", "build", "register"]
+__all__ = ["available", "build", "loads_back", "register"]
 
 _FACTORIES: dict[str, Callable[..., Objective]] = {}
 _BUILTINS = {"rebalance": "objectives.rebalance:Rebalance", "digits": "objectives.digits:Digits",
@@ -48,7 +48,31 @@ def build(spec: str, args: Mapping[str, str] | None = None, *,
             raise ObjectiveError(
                 "objective-arg", ",".join(args), f"{spec} is an instance and takes no arguments"
             )
-        return factory
+        objective = factory
+    else:
+        objective = _call(spec, factory, args)
+    if spec not in _FACTORIES and spec not in _BUILTINS:
+        _name_by_path(objective, spec)
+    return objective
+
+
+def loads_back(name: str, objective: object) -> bool:
+    """Whether ``build(name)`` in a new process (``sweeps.train --params`` on an export)
+    finds ``objective`` again: ``pkg.module:attr`` naming this object or its class, or a
+    built-in objective's name for an instance of it. A ``register`` call of this process
+    does not count (a new process has not made it), nor does a name in ``__main__``."""
+    module_name, sep, attr = _BUILTINS.get(name, name).partition(":")
+    if not sep or module_name == "__main__":
+        return False
+    try:
+        found = getattr(importlib.import_module(module_name), attr)
+    except Exception:  # not importable, no such attribute, or its module fails on import
+        return False
+    return found is objective or (isinstance(found, type) and isinstance(objective, found))
+
+
+def _call(spec: str, factory: Callable[..., Any], args: Mapping[str, str] | None) -> Objective:
+    """``factory`` called with ``args`` converted to the types its signature declares."""
     kwargs = _convert(spec, factory, dict(args or {}))
     try:
         objective = factory(**kwargs)
@@ -62,9 +86,20 @@ def build(spec: str, args: Mapping[str, str] | None = None, *,
         raise ObjectiveError(
             "objective", spec, "it must build an object with init_params, loss and arguments"
         )
-    if spec not in _FACTORIES and spec not in _BUILTINS:
-        objective.name = spec
     return objective
+
+
+def _name_by_path(objective: Objective, spec: str) -> None:
+    """Name ``objective`` by the import path it was loaded from, whatever ``name`` it was
+    given: a study and its export store the name, and ``sweeps.train --params`` loads the
+    objective back by it."""
+    if objective.name == spec:
+        return
+    try:
+        objective.name = spec
+    except AttributeError:
+        raise ObjectiveError("objective", spec, f"its name {objective.name!r} cannot be set to "
+                             f"the path it was loaded from; give it name={spec!r}") from None
 
 
 def _objective_like(found: Any) -> bool:

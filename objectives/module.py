@@ -5,8 +5,12 @@ with ``torch.func.functional_call`` on the tensors it is given, so the training 
 parameters. A user objective is a few lines::
 
     objective = ModuleObjective(
-        model, inputs, targets, loss_fn=torch.nn.functional.cross_entropy, name="my_objective"
+        model, inputs, targets, loss_fn=torch.nn.functional.cross_entropy,
+        name=f"{__name__}:objective",
     )
+
+Loaded by its import path (``--objective pkg.module:objective``), it is named by that path
+whatever ``name`` says (``objectives.build``): the name a study and its export store.
 """
 
 from __future__ import annotations

@@ -10,7 +10,11 @@ registered name or ``pkg.module:attr``; every other keyword is a setting of the 
 (``sweeps.study.config.SweepConfig``: ``storage``, ``tracking_uri``, ``study``, ``pruner``,
 ``seed``, ``batch``, ``device``, ...), with the same defaults. A bad setting raises
 ``UsageError`` before anything is written. An objective object runs in this process only:
-``workers`` above 1 needs a name the helper processes can build it from.
+``workers`` above 1 needs a name the helper processes can build it from. An objective
+object's ``name`` must load it back in a new process (``sweeps.train --params`` on the
+export does): ``pkg.module:attr`` of the module attribute that holds it
+(``name=f"{__name__}:objective"`` in that module), or a built-in objective's name; any other
+is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ if TYPE_CHECKING:
 
     from objectives import Objective
 
-__all__ = ["SweepResult", "sweep"]
+__all__ = ["LOAD_BACK_RULE", "SweepResult", "sweep"]
+
+# what an objective object's name must be (``objectives.loads_back``)
+LOAD_BACK_RULE = ("use the import path that loads this object back in a new process, as "
+                  "sweeps.train --params does: name=f\"{__name__}:objective\" in the module "
+                  "that holds it as `objective` (a module, not __main__ or a notebook), or a "
+                  "built-in objective's name")
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,13 @@ def sweep(objective: Objective | str, **settings: Any) -> SweepResult:
 
 def _object_name(objective: Objective, workers: int) -> str:
     """The name an objective object runs under, or ``UsageError`` where it has none fit
-    for a study, or where ``workers`` helper processes would have to build it by name."""
+    for a study, none that loads it back (``objectives.loads_back``), or where ``workers``
+    helper processes would have to build it by name."""
+    from objectives import loads_back
+
     name = getattr(objective, "name", None)
+    if isinstance(name, str) and not loads_back(name, objective):
+        raise UsageError("objective name", name, LOAD_BACK_RULE)
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name.replace(":", ".")):
         raise UsageError("objective name", name, NAME_RULE)
     if workers != 1:
