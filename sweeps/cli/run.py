@@ -63,8 +63,8 @@ def build_parser() -> Parser:
     p.add_argument("--lr-max", type=float, help="upper lr bound for every optimizer")
     p.add_argument("--lr-range", help="fixed (the objective's declared intervals, else "
                                       "per-optimizer defaults) or auto (centred on an LR range "
-                                      "test); default: the objective's, else auto for a "
-                                      "mini-batch objective, else fixed; --lr-min/--lr-max win")
+                                      "test); default: the objective's, else auto; "
+                                      "--lr-min/--lr-max win")
     p.add_argument("--sampler", help="tpe (default), random, grid, cmaes or qmc")
     p.add_argument("--pruner", help="halving (default), median, hyperband or none")
     p.add_argument("--prune-stalled", action=argparse.BooleanOptionalAction,

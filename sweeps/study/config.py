@@ -41,8 +41,8 @@ class SweepConfig:
     lr_min: float | None = None  # lower lr bound for every optimizer; default per optimizer
     lr_max: float | None = None  # upper lr bound for every optimizer; default per optimizer
     # lr intervals: fixed (the objective's declared ones, else the defaults), auto (centred on
-    # an LR range test per optimizer); None: the objective's, else auto for a mini-batch
-    # objective, else the defaults. lr_min/lr_max win over all of them.
+    # an LR range test per optimizer); None: the objective's, else auto. lr_min/lr_max win
+    # over all of them.
     lr_range: str | None = None
     sampler: str = DEFAULT_SAMPLER  # a name of SAMPLERS
     pruner: str = DEFAULT_PRUNER  # a name of PRUNERS

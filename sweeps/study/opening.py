@@ -5,7 +5,7 @@ The learning-rate intervals of the space come from the first of (``lr_source``):
 1. ``user``: ``--lr-min``/``--lr-max`` (either bound; the other as below);
 2. ``auto``: ``--lr-range auto``, an LR range test per optimizer (``auto_space``);
 3. ``objective``: the intervals the objective declares (its optional ``lr_ranges``);
-4. for an objective that declares none: ``auto`` for a mini-batch objective unless
+4. for an objective that declares none: ``auto`` (full batch or mini-batch) unless
    ``--lr-range fixed`` is given, else ``default``, the fixed ones of ``sweeps.optim``.
 """
 
@@ -63,15 +63,13 @@ def declared_lr_ranges(objective: Objective) -> dict[str, tuple[float, float]]:
 
 def lr_source(config: SweepConfig, objective: Objective | None) -> str:
     """Where the space's lr intervals come from: user, auto, objective or default."""
-    from objectives import is_minibatch
-
     if config.lr_min or config.lr_max:
         return "user"
     if config.lr_range == "auto":
         return "auto"
     if objective is not None and declared_lr_ranges(objective):
         return "objective"
-    if config.lr_range is None and objective is not None and is_minibatch(objective):
+    if config.lr_range is None and objective is not None:
         return "auto"
     return "default"
 

@@ -1,7 +1,7 @@
 """Where a sweep's learning-rate intervals come from: the user's --lr-min/--lr-max, then
 --lr-range auto (a range test per optimizer), then the objective's declared ``lr_ranges``,
-then (for an objective that declares none) the range test for a mini-batch objective and the
-fixed defaults otherwise; and that the study samples from the intervals chosen."""
+then (for an objective that declares none, full batch or mini-batch) the range test, or the
+fixed defaults with --lr-range fixed; and that the study samples from the intervals chosen."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ RESOLUTION = [
     ({}, "declared", "objective"), ({"lr_range": "fixed"}, "declared", "objective"),
     ({}, "rebalance", "objective"),
     ({}, "minibatch", "auto"), ({"lr_range": "fixed"}, "minibatch", "default"),
-    ({}, "full-batch", "default"), ({"lr_range": "fixed"}, "full-batch", "default"),
+    ({}, "full-batch", "auto"), ({"lr_range": "fixed"}, "full-batch", "default"),
 ]
 
 
