@@ -153,7 +153,7 @@ def test_resuming_with_another_metric_is_refused(maximised: Path,
     (["--metric", "val_loss"],
      "sweeps.run: error: metric: 'val_loss' is not valid; use one of loss,"),
     (["--objective", OBJECTIVE, "--direction", "up"],
-     "sweeps.run: error: direction: 'up' is not valid; use one of minimize, maximize"),
+     "sweeps.run: error: direction: 'up' is not valid; use one or more of minimize, maximize"),
     (["--metric-at", "first"],
      "sweeps.run: error: metric-at: 'first' is not valid; use one of last, best"),
 ])
