@@ -22,9 +22,11 @@ from sweeps.training.stats import EpochStats
 
 from .metric_process import MetricProcess
 from .metrics import MetricWriter
+from .run_end import terminate
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import Experiment
 
 __all__ = ["RUN_STATUS", "StudyTracker", "TrialRun", "artifact_root", "close_store"]
 
@@ -59,7 +61,7 @@ class StudyTracker:
         """``metrics_db``: the tracking server's own database, where per-epoch metrics are
         written directly once it is shown to hold the server's experiment."""
         self.client = client
-        self.experiment_id = self._experiment(experiment)
+        self.experiment_id, self._found = self._experiment(experiment)
         self.parent_run_id: str | None = None
         database = metrics_db or client.tracking_uri
         process = None
@@ -86,7 +88,7 @@ class StudyTracker:
         try:
             if not named:
                 return True
-            experiment = self.client.get_experiment(self.experiment_id)
+            experiment = self._found or self.client.get_experiment(self.experiment_id)
             if sink.holds_experiment(self.experiment_id, experiment.name,
                                      experiment.creation_time):
                 log.info("per-epoch metrics are written straight into the tracking server's "
@@ -99,27 +101,27 @@ class StudyTracker:
         finally:
             sink.close()
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str) -> tuple[str, Experiment | None]:
         """The experiment ``name``'s id, created (or restored) where needed, and marked as
         model training (``KIND_TAG``), so that the MLflow UI opens it in its runs view and
-        not its GenAI one."""
+        not its GenAI one; and the experiment as read, where it was (None: created)."""
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
             if KIND_TAG not in found.tags:  # created by an earlier version
                 self.client.set_experiment_tag(found.experiment_id, KIND_TAG, MODEL_TRAINING)
-            return str(found.experiment_id)
+            return str(found.experiment_id), found
         root = artifact_root(self.client.tracking_uri)
         location = f"{root}/{name}" if root else None
         try:
             return str(self.client.create_experiment(name, artifact_location=location,
-                                                     tags={KIND_TAG: MODEL_TRAINING}))
+                                                     tags={KIND_TAG: MODEL_TRAINING})), None
         except Exception:  # another worker created it first
             found = self.client.get_experiment_by_name(name)
             if found is None:
                 raise
-            return str(found.experiment_id)
+            return str(found.experiment_id), found
 
     def start_parent(self, study: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         self.parent_run_id = self.start_run(params, {"study": study, **tags},
@@ -169,7 +171,7 @@ class StudyTracker:
     def end_run(self, run_id: str, state: str) -> None:
         """Close the run of a trial another process left behind."""
         self.client.set_tag(run_id, "state", state)
-        self.client.set_terminated(run_id, status=RUN_STATUS[state])
+        terminate(self.client, run_id, RUN_STATUS[state])
 
     def end_orphan_runs(self, state_of: Callable[[str], str | None]) -> None:
         """Close the experiment's runs still RUNNING whose trial has ended:
@@ -235,7 +237,7 @@ class TrialRun(Observer):
                 metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
                 tags=[RunTag(k, v) for k, v in tags.items()],
             )
-            client.set_terminated(self.run_id, status=RUN_STATUS[status])
+            terminate(client, self.run_id, RUN_STATUS[status])
         except Exception as exc:  # the trial's Optuna result still counts; the sweep stops
             self.tracker.writer.errors.append(
                 f"could not close run {self.run_id}: {first_line(exc)}")

@@ -43,8 +43,12 @@ class ParentRun:
             tracker.resume_parent(run_id)
         self.run_id: str = run_id
 
-    def tag(self, key: str, value: str) -> None:
-        self.tracker.client.set_tag(self.run_id, key, value)
+    def tag(self, tags: dict[str, str]) -> None:
+        """Set ``tags`` on the parent run, in one call."""
+        from mlflow.entities import RunTag
+
+        self.tracker.client.log_batch(self.run_id,
+                                      tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_range_tests(self, tests: dict[str, RangeTestResult]) -> None:
         """Each range test's curve (PNG) and numbers (CSV), under ``lr_range/``."""
@@ -61,6 +65,8 @@ class ParentRun:
         """Close the trials' runs, then the parent: the best trial's value, parameters and
         document (also written to ``export``), the trials table and the plots."""
         from mlflow.entities import Metric, RunTag
+
+        from tracking.run_end import terminate
 
         client = self.tracker.client
         self.tracker.close()
@@ -89,4 +95,4 @@ class ParentRun:
                 write_json(export, best, force=True)
             log.info("best trial %d: %s=%.4g %s", best["trial"], best["metric"]["name"],
                      best["value"], best["params"])
-        client.set_terminated(self.run_id, status=status)
+        terminate(client, self.run_id, status)

@@ -102,9 +102,8 @@ def open_session(config: SweepConfig) -> SweepSession:
     choice = for_study(study, objective, config.batch, epochs, device, config.per_tensor,
                        config.log_steps)
     log.info("%s", choice.describe())
-    parent.tag("trial_batch", str(choice.size))
-    parent.tag("trial_batch_width", str(choice.width))
-    parent.tag("trial_batch_reason", choice.describe())
+    parent.tag({"trial_batch": str(choice.size), "trial_batch_width": str(choice.width),
+                "trial_batch_reason": choice.describe()})
     sweep = Sweep(config, objective, epochs, device, study, goals, space, tracker,
                   batching=choice)
     reap_stale(study, tracker, close_orphan_runs=True)
