@@ -48,8 +48,8 @@ class Objective(Protocol):
 #   lr_ranges: Mapping[str, tuple[float, float]]: optimizer name -> (low, high), the
 #     learning-rate interval a sweep searches for that optimizer (log scale) unless the user
 #     gives --lr-min/--lr-max or --lr-range auto; optimizers it leaves out keep the defaults.
-#     Without it a sweep centres the intervals of a mini-batch objective on an LR range test
-#     and gives any other objective the fixed defaults (``sweeps.study.opening``).
+#     Without it a sweep centres the intervals on an LR range test of the objective, full
+#     batch or mini-batch (``--lr-range fixed``: the fixed defaults; ``sweeps.study.opening``).
 #   prune_warmup: int: epochs a trial runs before the sweep's pruner may stop it (the first
 #     rung of ``--pruner halving``); without it, a fifth of the run (``sweeps.study.pruners``).
 #     ``objectives.DatasetObjective`` declares 1: its validation metric tells after an epoch.
