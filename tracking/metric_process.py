@@ -60,6 +60,7 @@ class MetricProcess:
                 reply = self._replies.get(timeout=_POLL_S)
             except queue.Empty:
                 if not self._process.is_alive():
+                    self._abandon()
                     return [*errors, "the metric writer process died"]
                 continue
             if reply == ("flushed", token):
@@ -71,9 +72,18 @@ class MetricProcess:
         """Flush, then tell the child to stop. Everything is written when this returns; the
         child's own exit (its interpreter teardown) is not waited for, and as a
         daemon it cannot outlive this process."""
-        errors = self.flush() if self.alive else ["the metric writer process died"]
+        if not self.alive:
+            self._abandon()
+            return ["the metric writer process died"]
+        errors = self.flush()
         self._requests.put(None)
         return errors
+
+    def _abandon(self) -> None:
+        """The child died: what is still queued for it will never be read, so this process
+        must not wait, when it exits, to send it (a chunk bigger than the pipe would
+        otherwise hold the exit forever)."""
+        self._requests.cancel_join_thread()
 
 
 def _serve(tracking_uri: str, requests: Any, replies: Any, parent: int) -> None:
