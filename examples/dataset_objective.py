@@ -55,7 +55,7 @@ with torch.random.fork_rng(devices=[]):  # seed the layers' init without touchin
 
 objective = DatasetObjective(
     model,
-    Rings(600, seed=0),  # read once into tensors
+    Rings(600, seed=0),  # read through a DataLoader of batch_size each epoch
     batch_size=50,  # 12 steps an epoch
     loss_fn=nn.functional.cross_entropy,
     validation=Rings(200, seed=1),  # scored in eval mode after every epoch

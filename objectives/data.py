@@ -7,15 +7,16 @@
   ``shuffle`` and ``drop_last``), a ``DataLoader`` (its own batch size, sampler, ``collate_fn``
   and workers), or a function of no arguments returning one (called when the data are first
   needed). An epoch's batches are loaded as they are iterated (``LoaderEpoch``), with every
-  draw seeded by (seed, epoch): the loader's generators (its sampler's shuffle and its workers'
-  base seed) are seeded with it, and the main process draws from ``SeededDraws``, so random
-  transforms draw afresh each epoch and the same epoch draws the same in every trial and re-run.
-  Workers seed torch, numpy and ``random`` from the base seed and their id (as torch does),
-  so a loader with workers is as reproducible, though its draws differ from those made in
-  the main process.
+  draw seeded by (seed, epoch): the loader's generators (its shuffle, its workers' base seed)
+  are seeded with it, and the main process draws from ``SeededDraws``, so random transforms
+  draw afresh each epoch and the same epoch draws the same in every trial and re-run. A
+  ``Dataset``'s order is drawn as the tensors' order is. Workers seed torch, numpy and
+  ``random`` from the base seed and their id (as torch does), so a loader with workers is as
+  reproducible, though its draws differ from those made in the main process.
 
-Held-out data are iterated in order each time they are scored, with the draws seeded the same
-every time (``held_out``): every trial and epoch is scored on the same inputs.
+Held-out data are iterated each time they are scored (a ``Dataset`` in order, a
+``DataLoader`` as it is), with the draws seeded the same every time (``held_out``): every
+trial and epoch is scored on the same inputs.
 """
 
 from __future__ import annotations
