@@ -1,7 +1,8 @@
-"""Scale-out: the default sweep against a tracking server, and ``--workers 2`` against 1.
+"""Scale-out: the default sweep against a tracking server, ``--workers 2`` against 1, and two
+machines simulated on one.
 
-    python -m bench.scale_out                      # both parts (about 10 minutes on 2 cores)
-    python -m bench.scale_out --only tracking      # or: workers
+    python -m bench.scale_out                      # every part (about 15 minutes on 2 cores)
+    python -m bench.scale_out --only tracking      # or: workers, machines
     python -m bench.scale_out --before ../old      # also time another checkout, side by side
 
 ``tracking``: the 20-trial default sweep (``python -m sweeps.run --n-trials 20``) on the local
@@ -12,8 +13,12 @@ pays, for a tenth of the rows). Each server run is checked to hold every epoch o
 it should (``loss`` rows per run, read in the server's database). Needs PostgreSQL's server
 binaries (``initdb``, ``pg_ctl``).
 
-``workers``: the default 50-trial sweep end to end with ``--workers 1`` and ``--workers 2``
-(default settings otherwise: what a user runs), fresh stores each.
+``workers``: end to end with ``--workers 1`` and ``--workers 2`` (default settings otherwise:
+what a user runs), fresh stores each: the default 50-trial sweep, and 20 trials of
+``--objective digits-cnn``.
+
+``machines``: two ``sweeps.run`` processes pinned to a core each, on one PostgreSQL study and
+one tracking server, against one pinned process running the same trials (``bench.machines``).
 
 Commands of a part run in turn, ``--repeats`` times; each figure is the median. ``--before``
 runs every command a second time with another checkout on ``PYTHONPATH`` (a ``git worktree``
@@ -34,11 +39,14 @@ from typing import Any
 
 from .context import REPO
 from .procs import run_measured
+from .server_rows import loss_rows_complete
 
 __all__ = ["main"]
 
 TRACKING_TRIALS = 20
-WORKER_TRIALS = 50
+# the sweeps the workers part times: a name, then the arguments of sweeps.run
+WORKER_SWEEPS = {"default, 50 trials": ("--n-trials", "50"),
+                 "digits-cnn, 20 trials": ("--objective", "digits-cnn", "--n-trials", "20")}
 
 
 def _env(repo: Path) -> dict[str, str]:
@@ -55,23 +63,6 @@ def _sweep(repo: Path, where: Path, *args: str) -> float:
 
 def _median(times: list[float]) -> float:
     return statistics.median(times)
-
-
-def _loss_rows_complete(tracking_db: str, study: str) -> bool:
-    """True if every trial run of ``study`` holds one ``loss`` row per epoch it ran."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(tracking_db, poolclass=sa.NullPool)
-    rows_q = sa.text(
-        "SELECT r.run_uuid, l.value, "
-        "(SELECT count(*) FROM metrics m WHERE m.run_uuid = r.run_uuid AND m.key = 'loss') "
-        "FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
-        "JOIN latest_metrics l ON l.run_uuid = r.run_uuid AND l.key = 'epochs_run' "
-        "WHERE e.name = :study")
-    with engine.connect() as conn:
-        rows = conn.execute(rows_q, {"study": study}).all()
-    engine.dispose()
-    return bool(rows) and all(int(epochs) == count for _, epochs, count in rows)
 
 
 def tracking(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def tracking(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, A
                         args += ["--tracking-db", database] if extra else ["--log-every", "10"]
                         times[name].append(_sweep(repo, scratch / f"{label}-{name[:5]}-{i}",
                                                   *args))
-                        if extra and not _loss_rows_complete(database, "rebalance"):
+                        if extra and not loss_rows_complete(database, "rebalance"):
                             raise RuntimeError("the server's database misses epochs")
             medians = {k: _median(v) for k, v in times.items()}
             out[label] = {"seconds": times, "median_s": medians,
@@ -107,20 +98,28 @@ def tracking(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, A
 def workers(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, repo in repos.items():
-        times: dict[str, list[float]] = {"workers 1": [], "workers 2": []}
-        for i in range(repeats):
-            for n in (1, 2):
-                times[f"workers {n}"].append(_sweep(
-                    repo, scratch / f"{label}-w{n}-{i}", "--n-trials", str(WORKER_TRIALS),
-                    "--workers", str(n)))
-        medians = {k: _median(v) for k, v in times.items()}
-        out[label] = {"seconds": times, "median_s": medians,
-                      "speedup": medians["workers 1"] / medians["workers 2"]}
+        out[label] = {}
+        for name, args in WORKER_SWEEPS.items():
+            times: dict[str, list[float]] = {"workers 1": [], "workers 2": []}
+            for i in range(repeats):
+                for n in (1, 2):
+                    where = scratch / f"{label}-{args[1]}-w{n}-{i}"
+                    times[f"workers {n}"].append(_sweep(repo, where, *args, "--workers", str(n)))
+            medians = {k: _median(v) for k, v in times.items()}
+            out[label][name] = {"seconds": times, "median_s": medians,
+                                "speedup": medians["workers 1"] / medians["workers 2"]}
     return out
 
 
+def machines(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))  # tests.servers
+    from .machines import measure
+
+    return measure(repos, repeats, scratch)
+
+
 PARTS: dict[str, Callable[[dict[str, Path], int, Path], dict[str, Any]]] = {
-    "tracking": tracking, "workers": workers}
+    "tracking": tracking, "workers": workers, "machines": machines}
 
 
 def main(argv: list[str] | None = None) -> int:
