@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from sweeps.training.hparams import Hyperparams
     from sweeps.training.stats import EpochStats
 
-__all__ = ["OnResult", "TrialStack", "out_of_memory", "run_together", "stacked"]
+__all__ = ["OnResult", "Refill", "TrialStack", "out_of_memory", "run_together", "stacked"]
 
 OnResult = Callable[[int, TrainResult], None]  # (index in the batch, result): a trial ended
+Refill = Callable[[int], "list[TrialStack]"]  # rows ended so far -> stacks to start now
 Cut = tuple["EpochStats", "tuple[int, str] | None"]  # a row's statistics, up to its first
 # non-finite epoch (epoch, metric), if any
 
@@ -84,6 +85,7 @@ class TrialStack:
         self.parts: list[list[EpochStats]] = [[] for _ in hps]
         self.results: list[TrainResult | None] = [None] * size
         self.ids = list(range(size))  # the configuration of each row
+        self.epoch = 0  # the next epoch to train (run_together)
         self.active = list(range(size))  # configurations still training
         self.recorder: Any = None  # set by the subclass: full, size, drain() -> per row,
         # for_rows(params) -> the same recorder for fewer rows
@@ -265,42 +267,43 @@ class TrialStack:
         return [r for r in self.results if r is not None]
 
 
-def run_together(stacks: list[TrialStack]) -> list[list[TrainResult]]:
+def run_together(stacks: list[TrialStack], refill: Refill | None = None
+                 ) -> list[list[TrainResult]]:
     """Train ``stacks`` (of one cohort: the same objective and epochs) epoch by epoch in
-    lockstep: at each chunk every row of every stack reports before any is judged, so the
-    rows prune each other whichever stack they are in, as if they were one stack. Each
-    stack's results, in order."""
-    live = list(stacks)
-    epochs = stacks[0].epochs
-    epoch = 0
+    lockstep: at each chunk every row of every stack due reports before any is judged, so
+    the rows prune each other whichever stack they are in, as if they were one stack. Each
+    stack keeps its own epoch: ``refill(ended)`` is asked after each chunk, with the rows
+    ended so far, for new stacks, which start at their epoch 0 beside the running ones
+    (trials that join a running sweep as others leave it). The results of ``stacks``, in
+    order (the refills' go to their ``on_result``)."""
+    live, every = list(stacks), list(stacks)
     try:
-        for epoch in range(epochs):
+        while live:
             for stack in live:
-                stack.advance(epoch)
+                stack.advance(stack.epoch)
+                stack.epoch += 1
             live = [s for s in live if s.active]
-            due = [s for s in live if s.recorder.full or epoch == epochs - 1]
+            due = [s for s in live if s.recorder.full or s.epoch == s.epochs]
             deliver_together([(s, s.recorder.drain()) for s in due])
             for stack in due:
-                if stack.active and len(stack.active) < len(stack.ids):
+                if stack.active and stack.epoch == stack.epochs:
+                    for i in list(stack.active):
+                        stack.end(i, "complete", None, None)
+                elif stack.active and len(stack.active) < len(stack.ids):
                     stack.compact()
             live = [s for s in live if s.active]
-            if not live:
-                break
+            if refill is not None and due:
+                fresh = refill(sum(len(s.results) - len(s.active) for s in every))
+                every += fresh
+                live += fresh
     except Exception as exc:
         raise_observer_error(exc)
         for stack in live:
-            stack.fail(exc, epoch)
+            stack.fail(exc, stack.epoch)
     except BaseException:  # interrupted: hand the epochs already run to the observers
         for stack in live:
             if stack.recorder.size:
                 stack.deliver(stack.recorder.drain())
-        raise
-    try:
-        for stack in live:
-            for i in list(stack.active):
-                stack.end(i, "complete", None, None)
-    except ObserverError as exc:  # an observer's at the end too: its cause goes up
-        raise_observer_error(exc)
         raise
     return [stack.finished() for stack in stacks]
 

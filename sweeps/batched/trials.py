@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.batched.minibatch import MiniBatchBatch
 
-__all__ = ["batchable", "train_batch"]
+__all__ = ["Joiners", "batchable", "train_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,21 @@ def batchable(hp: Hyperparams) -> bool:
 
 
 _EXPLAINED: set[tuple[str, str]] = set()  # (objective, why) already logged
+
+
+@dataclass
+class Joiners:
+    """Trials that join a running batch: their configurations and observers, whom to tell of
+    each one's end (``on_result(k, result)``, ``k`` indexing them) and of the stacks they
+    train in (``on_stacks(groups)``, groups of ``k``)."""
+
+    hps: list[Hyperparams]
+    observers: list[tuple[Observer, ...]]
+    on_result: OnResult
+    on_stacks: Callable[[list[list[int]]], None] | None = None
+
+
+Asker = Callable[[int], "Joiners | None"]  # rows ended so far -> trials to start now
 
 
 def train_batch(
@@ -73,6 +89,7 @@ def train_batch(
     on_result: OnResult | None = None,
     width: int | None = None,
     on_stacks: Callable[[list[list[int]]], None] | None = None,
+    ask: Asker | None = None,
 ) -> list[TrainResult]:
     """Train every configuration of ``hps`` on ``objective``; one result per configuration,
     in order. Configurations that cannot be batched run sequentially, and so do all trials of
@@ -84,7 +101,12 @@ def train_batch(
     ``width`` rows each (None: one stack; ``sweeps.batched.sizing`` measures the fastest), so
     that they prune each other at every report whatever the width: the width changes the
     speed, not the study. ``on_stacks(groups)`` hears, before the first epoch, which
-    configurations each stack holds, in the order of its rows (``sweeps.batched.replay``)."""
+    configurations each stack holds, in the order of its rows (``sweeps.batched.replay``).
+
+    ``ask(ended)``, asked after each chunk with the rows ended so far, may return trials
+    that join the running stacks: they start at once, in stacks of their own (at most
+    ``width`` rows), beside the stacks still running; their results go to their own
+    ``on_result``, not into the list returned."""
 
     observers = observers if observers is not None else [() for _ in hps]
     members = sorted((b for b, hp in enumerate(hps) if batchable(hp)),
@@ -113,9 +135,45 @@ def train_batch(
             if on_result is not None:
                 on_result(b, results[b])
     if stacks:
-        for b, result in zip(batched, (r for rs in run_together(stacks) for r in rs)):
+        refill = None if ask is None else _refill(objective, epochs, device, per_tensor, chunk,
+                                                  log_steps, width, ask)
+        for b, result in zip(batched, (r for rs in run_together(stacks, refill) for r in rs)):
             results[b] = result
     return [r for r in results if r is not None]
+
+
+def _refill(objective: Objective, epochs: int, device: str | torch.device, per_tensor: bool,
+            chunk: int | None, log_steps: bool, width: int | None, ask: Asker
+            ) -> Callable[[int], list[TrialStack]]:
+    """``run_together``'s refill: the trials ``ask`` gives, as new stacks of at most
+    ``width`` rows (one that no rule repeats trains alone, there and then)."""
+
+    def refill(ended: int) -> list[TrialStack]:
+        joiners = ask(ended)
+        if joiners is None or not joiners.hps:
+            return []
+        hps, observers = joiners.hps, joiners.observers
+        members = sorted((k for k, hp in enumerate(hps) if batchable(hp)),
+                         key=lambda k: list(RULES).index(hps[k].optimizer))
+        step = width or len(members) or 1
+        groups = [members[start:start + step] for start in range(0, len(members), step)]
+        stacks = []
+        for group in groups:
+            stack = batched_stack(objective, [hps[k] for k in group], epochs, device,
+                                  per_tensor, [observers[k] for k in group], chunk,
+                                  _told(joiners.on_result, group), log_steps)
+            assert stack is not None  # the running stacks are of the same objective
+            stacks.append(stack)
+        if groups and joiners.on_stacks is not None:
+            joiners.on_stacks(groups)
+        for k, hp in enumerate(hps):
+            if k not in members:
+                joiners.on_result(k, train(objective, hp, epochs, device=device,
+                                           observers=observers[k], chunk=chunk,
+                                           per_tensor=per_tensor, log_steps=log_steps))
+        return stacks
+
+    return refill
 
 
 def batched_stack(objective: Objective, hps: list[Hyperparams], epochs: int,

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sweeps.cli.sweep_plots import SweepPlots
     from sweeps.study.config import SweepConfig
     from sweeps.study.space import SearchSpace
-    from sweeps.study.sweep import Sweep
+    from sweeps.study.sweep import Sweep, refill_unit
     from tracking.study_run import StudyTracker
 
 __all__ = ["SweepSession", "open_session", "run_helper"]
@@ -70,7 +70,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     from sweeps.study.metric import reported_metrics
     from sweeps.study.opening import auto_space, log_intervals, open_study, search_space
     from sweeps.study.reaper import reap_stale
-    from sweeps.study.sweep import Sweep
+    from sweeps.study.sweep import Sweep, refill_unit
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
 
@@ -105,7 +105,7 @@ def open_session(config: SweepConfig) -> SweepSession:
     parent.tag({"trial_batch": str(choice.size), "trial_batch_width": str(choice.width),
                 "trial_batch_reason": choice.describe()})
     sweep = Sweep(config, objective, epochs, device, study, goals, space, tracker,
-                  batching=choice)
+                  batching=choice, refill_unit=refill_unit(config.batch))
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None
     if config.plots:

@@ -4,10 +4,10 @@
 (``MedianPruner``: the completed ones, to take their median). The trials of a batch reach each
 pruning check at the same epoch, so a batch of 25 read the whole study 25 times per check;
 with Optuna's RDB storage those reads dominated a default sweep. ``PruneView`` reads the study
-once per check step and gives the pruner a view of it that answers ``get_trials`` from that
-read. No trial finishes in this process while its batch runs, so for pruners that judge a
-trial against finished trials (median, percentile) the answer is the one the live study gives.
-Everything else (direction, storage, system attributes) is the live study's.
+once per round of checks and gives the pruner a view of it that answers ``get_trials`` from
+that read: a report (``stale``) starts a new round, so the read after it sees every value
+reported before the rows are judged, and the rows judged together share it. Everything else
+(direction, storage, system attributes) is the live study's.
 """
 
 from __future__ import annotations
@@ -24,13 +24,17 @@ __all__ = ["PruneView"]
 
 
 class PruneView:
-    """Shared by the reporters of one batch; reads the study once per check step."""
+    """Shared by the reporters of one batch; reads the study once per round of checks."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
         self._step: int | None = None
         self._trials: list[FrozenTrial] = []
         self.reads = 0  # how many times the study was read (for tests)
+
+    def stale(self) -> None:
+        """A value was reported: the next check reads the study again."""
+        self._step = None
 
     def should_prune(self, trial: optuna.Trial, reported: dict[int, float]) -> bool:
         """The pruner's answer for ``trial``, whose intermediate values are ``reported``."""

@@ -57,6 +57,7 @@ class OptunaReporter(Observer):
             value = self.metric.latest(stats)
             self.trial.report(value, step=step)
             self.reported[step] = value
+            self.view.stale()
 
     def on_chunk(self, stats: EpochStats) -> bool:
         self.heartbeat.beat()

@@ -40,10 +40,11 @@ if TYPE_CHECKING:
     from sweeps.study.space import SearchSpace
     from sweeps.study.tracker import SweepTracker
     from sweeps.training.hparams import Hyperparams
+    from sweeps.batched.trials import Joiners
     from sweeps.training.loop import Observer, TrainResult
     from sweeps.training.stats import EpochStats
 
-__all__ = ["Rider", "Sweep", "SweepListener", "TrackingFailed", "TrialOutcome"]
+__all__ = ["Rider", "Sweep", "SweepListener", "TrackingFailed", "TrialOutcome", "refill_unit"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,11 @@ class Sweep:
     riders: list[Rider] = field(default_factory=list)
     batching: BatchChoice | None = None  # trials at a time and rows a stack
     # (sweeps.batched.sizing); None: config.batch trials as one stack
+    refill_unit: int | None = None  # start new trials beside a running batch once this
+    # many of its rows have ended (as many as ended); None: a batch runs to its end first
     _counted: int = field(default=0, init=False)  # finished trials counted, as last read
+    _replaced: int = field(default=0, init=False)  # rows of this batch ended and replaced
+    _deadline: float | None = field(default=None, init=False)  # the timeout, as monotonic
     _started_at: dict[int, float] = field(default_factory=dict, init=False)  # by trial number
     _ended: dict[int, dict[str, float]] = field(default_factory=dict, init=False)  # the end
     # metrics (costs, test scores) of trials whose runs closed, until Optuna is told
@@ -111,10 +116,11 @@ class Sweep:
     def run(self) -> None:
         """Run trials, ``batching.size`` at a time, until the study holds its target of
         finished trials (or the timeout passes)."""
-        deadline = time.monotonic() + self.config.timeout if self.config.timeout else None
+        self._deadline = (time.monotonic() + self.config.timeout if self.config.timeout
+                          else None)
         while True:
             reap_stale(self.study, self.tracker)
-            if deadline is not None and time.monotonic() > deadline:
+            if self._past_deadline():
                 log.info("timeout reached; the study can be resumed with the same command")
                 return
             trials = self._ask(self._next_batch_size())
@@ -123,6 +129,21 @@ class Sweep:
             self.run_trials(trials)
             if self.tracker.failure is not None:
                 raise TrackingFailed(self.tracker.failure)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def _refill(self, ended: int) -> list[optuna.Trial]:
+        """Trials to start beside the running batch, of which ``ended`` rows have ended: as
+        many as ended since the last ones started, once at least ``refill_unit`` have,
+        within the target and before the timeout. The sampler has heard of every trial told
+        so far."""
+        due = ended - self._replaced
+        if self.refill_unit is None or due < self.refill_unit or self._past_deadline():
+            return []
+        self._replaced = ended
+        size = min(due, self._next_batch_size())
+        return self._ask(size) if size > 0 else []
 
     def _next_batch_size(self) -> int:
         """Trials to start now: the target less the finished and the running ones, at most
@@ -164,12 +185,13 @@ class Sweep:
         """Run ``trials`` (and the riders still to run) as one batch. Optuna hears of each
         trial once it has ended and its run is closed: during the batch for a trial that
         ends early (pruned, failed), at the next chunk of statistics after its run closed."""
-        from sweeps.batched.trials import train_batch
+        from sweeps.batched.trials import Joiners, train_batch
         from sweeps.study.interrupts import settle
         from sweeps.study.prune_view import PruneView
 
         view = PruneView(self.study)
         self._counted = len(counted_trials(self.study))
+        self._replaced = 0
         riders = [r for r in self.riders if r.history is None]
         started: list[Started] = []
         ended: list[tuple[Started, TrainResult]] = []  # Optuna not told yet
@@ -183,28 +205,45 @@ class Sweep:
                 self._tell_result(*item)
 
         def on_result(i: int, result: TrainResult) -> None:
-            if i < len(started):  # not a rider
-                ended.append((started[i], result))
-                tell_closed()
+            ended.append((started[i], result))
+            tell_closed()
 
         def on_stacks(groups: list[list[int]]) -> None:
-            record_stacks(groups, started, [r.hparams for r in riders])
+            record_stacks(groups, started[:len(trials)], [r.hparams for r in riders])
+
+        shared = tuple(o for o in (lr.observer() for lr in self.listeners) if o is not None)
+        teller = _Teller(tell_closed)
+
+        def observers(new: list[Started]) -> list[tuple[Observer, ...]]:
+            # the run's record first: MLflow holds every epoch Optuna was told of, even when
+            # a signal ends the sweep between the two
+            return [(s.record, s.reporter, *shared, teller) for s in new]
+
+        def ask(rows_ended: int) -> Joiners | None:
+            fresh = self._refill(rows_ended)
+            if not fresh:
+                return None
+            first = len(started)
+            started.extend(self._start(trial, view) for trial in fresh)
+            new = started[first:]
+            return Joiners([s.hparams for s in new], observers(new),
+                           lambda k, result: on_result(first + k, result),
+                           lambda groups: record_stacks(groups, new, []))
 
         try:
             for trial in trials:
                 started.append(self._start(trial, view))
-            shared = tuple(o for o in (lr.observer() for lr in self.listeners) if o is not None)
-            teller = _Teller(tell_closed)
-            # the run's record first: MLflow holds every epoch Optuna was told of, even when a
-            # signal ends the sweep between the two
-            observers = [(s.record, s.reporter, *shared, teller) for s in started]
             results = train_batch(self.objective, [s.hparams for s in started]
                                   + [r.hparams for r in riders], self.epochs,
-                                  device=self.device, observers=observers + [()] * len(riders),
+                                  device=self.device,
+                                  observers=observers(started) + [()] * len(riders),
                                   per_tensor=self.config.per_tensor,
-                                  log_steps=self.config.log_steps, on_result=on_result,
+                                  log_steps=self.config.log_steps,
+                                  on_result=lambda i, r: on_result(i, r) if i < len(trials)
+                                  else None,  # a rider's
                                   width=self.batching.width if self.batching else None,
-                                  on_stacks=on_stacks)
+                                  on_stacks=on_stacks,
+                                  ask=ask if self.refill_unit is not None else None)
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],
@@ -308,6 +347,12 @@ class Sweep:
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
         return {**hp.to_dict(), "log10_lr": round(math.log10(hp.lr), 4), "epochs": self.epochs,
                 "objective": self.objective.name, **args, "seed": self.config.seed}
+
+
+def refill_unit(batch: int) -> int | None:
+    """Rows of a running batch that end before new trials start beside it: a fifth of the
+    batch (trials asked one at a time: none)."""
+    return None if batch <= 1 else max(1, batch // 5)
 
 
 def record_stacks(groups: list[list[int]], started: list[Started],

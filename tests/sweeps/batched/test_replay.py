@@ -80,22 +80,33 @@ def test_every_row_replays_bit_for_bit_in_float32(width: int | None) -> None:
             assert_identical(again, first[b])
 
 
+@pytest.mark.parametrize("trials", [8, 12])
 def test_a_float32_sweeps_trials_reproduce_from_their_export(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+        trials: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """A sweep with lockstep halving of a float32 CNN with BatchNorm and dropout: every
     complete trial's export replays its stack and re-runs to the recorded validation loss
-    within 1e-6 relative (the acceptance bar; on the same machine it is exact)."""
+    within 1e-6 relative (the acceptance bar; on the same machine it is exact). With 12
+    trials in batches of 8, the last 4 join the running batch as its rows are pruned, in
+    stacks of their own, and reproduce the same way."""
     monkeypatch.chdir(tmp_path)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     assert run.main(["--objective", "tests.sweeps.batched.test_replay:ConvNet",
-                     "--n-trials", "8", "--epochs", "6", "--batch", "8", "--study", "f32",
-                     "--storage", storage, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                     "--n-trials", str(trials), "--epochs", "6", "--batch", "8", "--study",
+                     "f32", "--storage", storage,
+                     "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
                      "--lr-min", "0.01", "--lr-max", "1", "--no-prune-stalled", "--quiet",
                      "--no-plots"]) == 0
     study = optuna.load_study(study_name="f32", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and any(t.state == TrialState.PRUNED for t in study.trials)
+    first = [t for t in study.trials if t.number < 8]
+    joined = [t for t in study.trials if t.number >= 8]
+    assert len(joined) == trials - 8
+    for trial in joined:  # started while the first batch still trained, in its own stack
+        assert trial.datetime_start < max(t.datetime_complete for t in first)
+        assert all(row.get("trial", 8) >= 8 for row in trial.user_attrs["stack"]["rows"])
+    assert trials == 8 or any(t.number >= 8 for t in complete)
     documents = best_documents(study, top=len(complete))
     assert all(doc["stack"] is not None for doc in documents)
     capsys.readouterr()
