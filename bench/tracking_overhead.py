@@ -12,6 +12,10 @@ each is kept:
 
 Creating the store (MLflow's migrations, once per study) is not timed; every tracked run is
 checked afterwards to hold all its values, read back with ``MlflowClient.get_metric_history``.
+
+The per-epoch cost is also read as a slope: the bare loop and the tracked trial run for
+``epochs`` and five times as many, and the slope of each is the difference of the medians over
+the difference of the epochs, so the fixed costs (the run's start, the last flush) drop out.
 """
 
 from __future__ import annotations
@@ -64,11 +68,31 @@ def measure(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
         Row("  tracked via log_batch only vs bare", median[LOG_BATCH], bare, "s",
             median[LOG_BATCH] / bare, None, "StudyTracker(direct=False) / bare seed loop"),
     ]
+    slopes = _slopes(ctx, {BARE: variants[BARE], DIRECT: variants[DIRECT]}, epochs)
+    rows.append(Row(f"tracked epoch, slope over {epochs:,}-{5 * epochs:,} epochs",
+                    slopes[DIRECT] * 1e6, slopes[BARE] * 1e6, "us",
+                    slopes[DIRECT] / slopes[BARE], Bar("<=", 1.1),
+                    "per-epoch slope of the tracked trial / of the bare seed loop"))
     details = {"epochs": epochs, "lr": LR, "repeats": ctx.sizes.repeats, "times_s": times,
+               "slope_s_per_epoch": slopes,
                "median_s": median,
                "per_epoch_us": {k: v / epochs * 1e6 for k, v in median.items()},
                "tracking_only_ratio": median[DIRECT] / median[UNTRACKED]}
     return rows, details
+
+
+def _slopes(ctx: Context, variants: dict[str, Callable[[int], float]],
+            epochs: int) -> dict[str, float]:
+    """Seconds per epoch of each variant: the difference of its median times at ``epochs``
+    and ``5 * epochs`` over the difference of the epochs (runs interleaved)."""
+    lengths = (epochs, 5 * epochs)
+    times: dict[tuple[str, int], list[float]] = {(n, e): [] for n in variants for e in lengths}
+    for rep in range(ctx.sizes.repeats):
+        for name, length in list(times)[rep % len(times):] + list(times)[:rep % len(times)]:
+            times[name, length].append(variants[name](length))
+    median = {key: statistics.median(t) for key, t in times.items()}
+    return {name: (median[name, lengths[1]] - median[name, lengths[0]])
+            / (lengths[1] - lengths[0]) for name in variants}
 
 
 def _untracked(epochs: int) -> float:

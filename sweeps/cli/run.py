@@ -196,8 +196,10 @@ def _sweep(config: SweepConfig) -> int:
 
 def _open_and_drive(config: SweepConfig, threads: TorchThreads, command: bool) -> int:
     from sweeps.cli.session import open_session, run_helper
+    from sweeps.errors import UsageError
     from sweeps.parallel.threads import use_threads
     from sweeps.parallel.workers import Helpers
+    from sweeps.training.loop import ObjectiveStartError
 
     helpers = None
     if config.workers > 1:  # forked before any store is opened (see sweeps.parallel.workers)
@@ -207,9 +209,12 @@ def _open_and_drive(config: SweepConfig, threads: TorchThreads, command: bool) -
         use_threads(threads.count, own=command)
     try:
         session = open_session(config)
-    except BaseException:
+    except BaseException as exc:
         if helpers is not None:
             helpers.cancel()
+        if isinstance(exc, ObjectiveStartError):  # its range test could not compute a loss
+            raise UsageError("objective", config.objective,
+                             f"its first loss could not be computed ({exc})") from None
         raise
     log.info("%s", threads.describe())
     try:

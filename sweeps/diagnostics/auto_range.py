@@ -37,16 +37,21 @@ class AutoRanges:
 
 def auto_lr_ranges(objective: Objective, optimizers: tuple[str, ...], *,
                    device: str = "cpu", decades: float = AUTO_DECADES) -> AutoRanges:
-    """Run a range test per optimizer; intervals ``decades`` either side of each result."""
+    """Run a range test per optimizer; intervals ``decades`` either side of each result.
+    An objective whose loss raises cannot start: ``ObjectiveStartError``."""
     from sweeps.diagnostics.range_test import range_test
     from sweeps.diagnostics.suggestion import combine
     from sweeps.optim.optimizers import OPTIMIZERS
+    from sweeps.training.loop import ObjectiveStartError
 
     ranges: dict[str, tuple[float, float]] = {}
     tests: dict[str, RangeTestResult] = {}
     suggested: dict[str, float] = {}
     for name in optimizers:
-        result = range_test(objective, name, device=device)
+        try:
+            result = range_test(objective, name, device=device)
+        except Exception as exc:
+            raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
         tests[name] = result
         suggestion = combine(result, None)
         if suggestion is None:

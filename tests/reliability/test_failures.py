@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from .helpers import (
@@ -88,10 +89,14 @@ def test_an_objective_failing_at_epoch_k_fails_that_trial_only(
     assert_study_and_runs_agree(trials, runs)
 
 
+@pytest.mark.parametrize("intervals", ["auto", "fixed"])
 def test_an_objective_that_cannot_start_stops_the_sweep_with_one_clear_line(
-        workdir: Path, processes: Processes) -> None:
+        intervals: str, workdir: Path, processes: Processes) -> None:
+    """Its range test fails first (it declares no lr intervals: ``auto``), before any trial
+    or run; with ``--lr-range fixed`` its first trial does, and neither Optuna nor MLflow is
+    left with anything RUNNING."""
     done = processes.run(workdir, "--study", "broken", "--n-trials", "3",
-                         "--objective", "tests.bad_objectives:Broken",
+                         "--objective", "tests.bad_objectives:Broken", "--lr-range", intervals,
                          "--optimizers", "adam", "--schedulers", "none", "--quiet", *NO_PLOTS)
 
     assert done.rc != 0
@@ -99,6 +104,11 @@ def test_an_objective_that_cannot_start_stops_the_sweep_with_one_clear_line(
     assert line.startswith("sweeps.run: error: ")
     assert "tests.bad_objectives:Broken" in line and "not implemented" in line
     trials = load_trials(sqlite_url(workdir), "broken")
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    client = MlflowClient(tracking_uri=tracking_url(workdir))
+    if intervals == "auto":
+        assert trials == []
+        assert client.get_experiment_by_name("broken") is None
+        return
+    assert trials and not [t for t in trials if t.state == TrialState.RUNNING]
     runs = mlflow_runs(tracking_url(workdir), "broken")
-    assert not [r for r in runs.all if r.info.status == "RUNNING"]
+    assert runs.all and not [r for r in runs.all if r.info.status == "RUNNING"]
