@@ -194,6 +194,7 @@ class Sweep:
         self._replaced = 0
         riders = [r for r in self.riders if r.history is None]
         started: list[Started] = []
+        asked = list(trials)  # and the trials that join the batch: each started in turn
         ended: list[tuple[Started, TrainResult]] = []  # Optuna not told yet
         told: set[int] = set()  # trial numbers Optuna was told
 
@@ -223,6 +224,7 @@ class Sweep:
             fresh = self._refill(rows_ended)
             if not fresh:
                 return None
+            asked.extend(fresh)  # in the order they start: the unstarted ones are settled
             first = len(started)
             started.extend(self._start(trial, view) for trial in fresh)
             new = started[first:]
@@ -247,7 +249,7 @@ class Sweep:
         except BaseException as exc:
             self.tracker.flush()  # the runs of trials that ended are closed
             settle(self.study, [s for s in started if s.trial.number not in told],
-                   trials[len(started):], exc, self._tell_result)
+                   asked[len(started):], exc, self._tell_result)
             raise
         for rider, result in zip(riders, results[len(started):]):
             rider.history = result.history
