@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import REPO
-from .procs import run_measured
+from .procs import CommandRun, run_measured
 from .server_rows import loss_rows_complete
 
 __all__ = ["main"]
@@ -56,12 +56,23 @@ def _env(repo: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
 
 
-def _sweep(repo: Path, where: Path, *args: str) -> float:
-    """Wall seconds of ``python -m sweeps.run --quiet args`` run in ``where``."""
+def _sweep(repo: Path, where: Path, *args: str) -> CommandRun:
+    """``python -m sweeps.run --quiet args``, run in ``where`` and measured."""
     where.mkdir(parents=True, exist_ok=True)
-    run = run_measured([sys.executable, "-m", "sweeps.run", "--quiet", *args], cwd=where,
-                       env=_env(repo)).check()
-    return run.wall_s
+    return run_measured([sys.executable, "-m", "sweeps.run", "--quiet", *args], cwd=where,
+                        env=_env(repo)).check()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid``, its reaped children's included (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # u, s, cu, cs
+
+
+def _family_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` and of its children, live or reaped."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return _cpu_s(pid) + sum(_family_cpu_s(int(c)) for c in children)
 
 
 def _existing_store(repo: Path, where: Path) -> Path:
@@ -80,37 +91,62 @@ def _median(times: list[float]) -> float:
 
 
 def tracking(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
+    """Each repetition runs every variant of every checkout in turn (A B A B), so that a
+    change in the machine's load falls on all of them alike."""
     sys.path.insert(0, str(REPO))
-    from tests.servers import MlflowServer, PostgresCluster
+    from tests.servers import PostgresCluster
 
-    out: dict[str, Any] = {}
+    variants = ("local", "local, existing store", "tracking-db", "log_batch, --log-every 10")
+    times: dict[str, dict[str, list[float]]] = {
+        label: {v: [] for v in variants} for label in repos}
+    cpu: dict[str, dict[str, list[dict[str, float]]]] = {
+        label: {v: [] for v in variants} for label in repos}
     with PostgresCluster() as postgres:
-        for label, repo in repos.items():
-            times: dict[str, list[float]] = {"local": [], "local, existing store": [],
-                                             "tracking-db": [],
-                                             "log_batch, --log-every 10": []}
-            for i in range(repeats):
-                times["local"].append(_sweep(repo, scratch / f"{label}-local-{i}",
-                                             "--n-trials", str(TRACKING_TRIALS)))
-                existing = _existing_store(repo, scratch / f"{label}-existing-{i}")
-                times["local, existing store"].append(_sweep(repo, existing, "--n-trials",
-                                                             str(TRACKING_TRIALS)))
-                for name, extra in (("tracking-db", True), ("log_batch, --log-every 10", False)):
-                    database = postgres.create_database(f"mlflow_{label}_{i}_{int(extra)}")
-                    study = postgres.create_database(f"study_{label}_{i}_{int(extra)}")
-                    with MlflowServer(database) as server:
-                        args = ["--n-trials", str(TRACKING_TRIALS), "--storage", study,
-                                "--tracking-uri", server.url]
-                        args += ["--tracking-db", database] if extra else ["--log-every", "10"]
-                        times[name].append(_sweep(repo, scratch / f"{label}-{name[:5]}-{i}",
-                                                  *args))
-                        if extra and not loss_rows_complete(database, "rebalance"):
-                            raise RuntimeError("the server's database misses epochs")
-            medians = {k: _median(v) for k, v in times.items()}
-            out[label] = {"seconds": times, "median_s": medians, **{
-                f"ratio_to_{base}": {k: v / medians[base] for k, v in medians.items()}
-                for base in ("local", "local, existing store")}}
+        for i in range(repeats):
+            for label, repo in repos.items():
+                for variant in variants:
+                    where = scratch / f"{label}-{variants.index(variant)}-{i}"
+                    wall, used = _tracking_variant(variant, repo, where, postgres,
+                                                   f"{label}_{i}_{variants.index(variant)}")
+                    times[label][variant].append(wall)
+                    cpu[label][variant].append(used)
+                    print(f"{label}, {variant}: {wall:.1f} s, CPU s {used}", file=sys.stderr,
+                          flush=True)
+    out: dict[str, Any] = {}
+    for label in repos:
+        medians = {k: _median(v) for k, v in times[label].items()}
+        out[label] = {"seconds": times[label], "median_s": medians, "cpu_s": cpu[label], **{
+            f"ratio_to_{base}": {k: v / medians[base] for k, v in medians.items()}
+            for base in ("local", "local, existing store")}}
     return out
+
+
+def _tracking_variant(variant: str, repo: Path, where: Path, postgres: Any,
+                      tag: str) -> tuple[float, dict[str, float]]:
+    """One 20-trial sweep of ``variant``: its wall seconds, and the CPU seconds of the
+    sweep's processes, of the tracking server and of PostgreSQL while it ran."""
+    from tests.servers import MlflowServer
+
+    trials = ("--n-trials", str(TRACKING_TRIALS))
+    if variant.startswith("local"):
+        if variant == "local, existing store":
+            _existing_store(repo, where)
+        run = _sweep(repo, where, *trials)
+        return run.wall_s, {"sweep": sum(p.cpu_s for p in run.processes)}
+    database = postgres.create_database(f"mlflow_{tag}")
+    study = postgres.create_database(f"study_{tag}")
+    with MlflowServer(database) as server:
+        assert server.proc is not None
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+        before = _family_cpu_s(server.proc.pid), _family_cpu_s(postmaster)
+        extra = ("--tracking-db", database) if variant == "tracking-db" else ("--log-every", "10")
+        run = _sweep(repo, where, *trials, "--storage", study, "--tracking-uri", server.url,
+                     *extra)
+        after = _family_cpu_s(server.proc.pid), _family_cpu_s(postmaster)
+        if variant == "tracking-db" and not loss_rows_complete(database, "rebalance"):
+            raise RuntimeError("the server's database misses epochs")
+    return run.wall_s, {"sweep": sum(p.cpu_s for p in run.processes),
+                        "server": after[0] - before[0], "postgres": after[1] - before[1]}
 
 
 def workers(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
@@ -122,7 +158,8 @@ def workers(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, An
             for i in range(repeats):
                 for n in (1, 2):
                     where = scratch / f"{label}-{args[1]}-w{n}-{i}"
-                    times[f"workers {n}"].append(_sweep(repo, where, *args, "--workers", str(n)))
+                    times[f"workers {n}"].append(
+                        _sweep(repo, where, *args, "--workers", str(n)).wall_s)
             medians = {k: _median(v) for k, v in times.items()}
             out[label][name] = {"seconds": times, "median_s": medians,
                                 "speedup": medians["workers 1"] / medians["workers 2"]}
