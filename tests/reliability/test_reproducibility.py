@@ -24,11 +24,12 @@ ARGS = ["--study", "repro", "--seed", "7", "--n-trials", "6", "--epochs", "300",
 
 
 def _trials_table(where: Path) -> pd.DataFrame:
-    """The parent run's ``trials.csv`` artifact, without the run ids (unique per run)."""
+    """The parent run's ``trials.csv`` artifact, without the run ids (unique per run) and
+    the wall times."""
     parent = load_study(sqlite_url(where), "repro").user_attrs["mlflow_parent_run_id"]
     runs = mlflow_runs(tracking_url(where), "repro")
     local = runs.client.download_artifacts(parent, "trials.csv", str(where))
-    return pd.read_csv(local).drop(columns=["mlflow_run_id"])
+    return pd.read_csv(local).drop(columns=["mlflow_run_id", "trial_seconds"])
 
 
 def _loss_histories(where: Path) -> dict[int, list[float]]:
