@@ -50,6 +50,11 @@ class Objective(Protocol):
 #     gives --lr-min/--lr-max or --lr-range auto; optimizers it leaves out keep the defaults.
 #     Without it a sweep centres the intervals on an LR range test of the objective, full
 #     batch or mini-batch (``--lr-range fixed``: the fixed defaults; ``sweeps.study.opening``).
+#   autocast: torch.dtype | None: the dtype a mini-batch objective's module runs at under
+#     ``torch.autocast`` (None: its own), set on a copy by its ``with_autocast(dtype)``, which
+#     a sweep's ``--precision bf16|fp16`` calls (``objectives.DatasetObjective`` has it; an
+#     objective without it is refused them). A float16 one's trials scale their loss
+#     (``sweeps.training.precision``).
 #   prune_warmup: int: epochs a trial runs before the sweep's pruner may stop it (the first
 #     rung of ``--pruner halving``); without it, a fifth of the run (``sweeps.study.pruners``).
 #     ``objectives.DatasetObjective`` declares 1: its validation metric tells after an epoch.

@@ -24,13 +24,19 @@ Held-out data are scored in order, drawn the same way each time.
 A batch of ``(inputs, targets)`` trains ``loss_fn(module(inputs), targets)``; a ``step``
 hook, ``step(model, batch) -> loss``, takes any batch (a dict, several inputs) with ``model``
 calling the module with the trial's parameters (``objectives.step``).
+
+``with_autocast(dtype)`` gives a copy whose module runs under ``torch.autocast`` at
+``dtype`` (bfloat16 or float16; a sweep's ``--precision``), in training and on held-out
+data: ``loss_fn`` and the metrics take its outputs as float32 (a ``step`` hook runs under
+autocast whole, its loss taken as float32); parameters and buffers stay float32.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -149,6 +155,7 @@ class DatasetObjective:
         self._checked = False  # the loaded splits' first batches are alike (``_check``)
         self._took = False  # a training batch went through the model
         self._by_vmap = {"forward": True, "score": True}  # validate_rows still tries vmap
+        self.autocast: torch.dtype | None = None  # the module's dtype under torch.autocast
 
     @property
     def rows(self) -> int:
@@ -282,17 +289,58 @@ class DatasetObjective:
         """The arguments given at construction (logged with the sweep)."""
         return dict(self._arguments)
 
+    def with_autocast(self, dtype: torch.dtype | None) -> DatasetObjective:
+        """A copy of this objective whose module runs under ``torch.autocast`` at ``dtype``
+        (``torch.bfloat16`` or ``torch.float16``; None: as given); this one is unchanged. The
+        module's parameters must be float32 (autocast leaves float64 as it is)."""
+        if dtype not in (None, torch.bfloat16, torch.float16):
+            raise ObjectiveError("autocast", dtype, "use torch.bfloat16, torch.float16 or None")
+        kinds = {p.dtype for p in self._initial.values() if p.is_floating_point()}
+        if dtype is not None and kinds != {torch.float32}:
+            names = ", ".join(sorted(str(k).removeprefix("torch.") for k in kinds))
+            raise ObjectiveError(f"{self.name} parameters", names, "autocast takes a float32 "
+                                 "module: use float32 parameters, or fp32 precision")
+        other = copy.copy(self)
+        other._by_vmap = dict(self._by_vmap)
+        other.autocast = dtype
+        return other
+
     # -- one loss, held-out scores ---------------------------------------------------------
 
     def _loss(self, tensors: dict[str, torch.Tensor], raw: Any) -> torch.Tensor:
         """The loss of batch ``raw`` under ``tensors`` (parameters and buffers), in the
-        module's current mode."""
+        module's current mode. Under autocast the module runs at ``autocast`` and
+        ``loss_fn`` takes its outputs as float32 (a ``step`` hook runs under autocast
+        whole, its loss returned as float32)."""
         if self._step is not None:
-            return scalar("step", self._step(Bound(self._module, tensors), raw))
+            with self._autocasting(tensors):
+                loss = scalar("step", self._step(Bound(self._module, tensors), raw))
+            return self._widened(loss)
         inputs, targets = self._pair(raw, "train")
         assert self._loss_fn is not None
-        outputs = functional_call(self._module, tensors, (inputs,))
+        outputs = self._module_call(tensors, inputs)
         return scalar("loss_fn", self._loss_fn(outputs, targets))
+
+    def _module_call(self, tensors: dict[str, torch.Tensor], inputs: torch.Tensor
+                     ) -> torch.Tensor:
+        """The module's outputs for ``inputs`` under ``tensors`` (under autocast, if set;
+        the outputs as float32)."""
+        with self._autocasting(tensors):
+            outputs = functional_call(self._module, tensors, (inputs,))
+        return self._widened(outputs)
+
+    def _autocasting(self, tensors: dict[str, torch.Tensor]) -> AbstractContextManager[Any]:
+        """``torch.autocast`` at ``autocast`` on the device of ``tensors``, if it is set."""
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(device_of(tensors).type, dtype=self.autocast)
+
+    def _widened(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` computed under autocast back in float32 (the parameters' dtype)."""
+        if (self.autocast is not None and isinstance(value, torch.Tensor)
+                and value.dtype == self.autocast):
+            return value.to(torch.float32)
+        return value
 
     def _scores(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                 split: str, rows: bool = False) -> dict[str, torch.Tensor]:
@@ -310,7 +358,7 @@ class DatasetObjective:
 
             def forward(p: _Stacked, b: _Stacked, inputs: torch.Tensor = inputs
                         ) -> torch.Tensor:
-                return functional_call(self._module, {**b, **p}, (inputs,))
+                return self._module_call({**b, **p}, inputs)
 
             outputs.append(self._by_rows("forward", forward, params, buffers) if rows
                            else forward(params, buffers))
@@ -387,7 +435,7 @@ class DatasetObjective:
                  inputs: torch.Tensor, *, training: bool) -> torch.Tensor:
         self._set_mode(training)
         with _drawing_from(state.generator):
-            return functional_call(self._module, {**state.buffers, **params}, (inputs,))
+            return self._module_call({**state.buffers, **params}, inputs)
 
     def _set_mode(self, training: bool) -> None:
         if self._module.training != training:

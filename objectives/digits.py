@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ._base import TrialState
 from ._errors import ObjectiveError
@@ -151,7 +150,7 @@ class DigitsObjective(DatasetObjective):
         statistics)."""
         inputs = self._splits.train[0].to(device_of(params))
         with _measuring_batchnorm(self._module):
-            functional_call(self._module, {**state.buffers, **params}, (inputs,))
+            self._module_call({**state.buffers, **params}, inputs)
 
 
 @contextmanager

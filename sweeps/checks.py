@@ -10,10 +10,12 @@ from pathlib import Path
 
 from sweeps.errors import UsageError
 
-__all__ = ["DEVICES", "at_least", "check_device", "choice", "names", "number", "positive",
-           "readable_text", "resolve_device", "worker_device", "writable_file"]
+__all__ = ["DEVICES", "PRECISIONS", "at_least", "check_device", "check_precision", "choice",
+           "names", "number", "positive", "readable_text", "resolve_device", "worker_device",
+           "writable_file"]
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")  # --precision: float32, or autocast to bf16 or fp16
 
 
 def choice(field: str, value: object, allowed: Iterable[str]) -> None:
@@ -108,3 +110,29 @@ def worker_device(name: str, worker: int, count: int) -> str:
         raise UsageError("device", name, f"this machine has {count} GPU(s): use cuda:0 to "
                                          f"cuda:{count - 1}")
     return name
+
+def check_precision(name: str, device: str) -> None:
+    """``name`` is one of ``PRECISIONS`` and runs on ``device`` (``cpu``, ``cuda`` or
+    ``cuda:K``, as ``resolve_device`` gives it): torch autocasts to it there, and a GPU
+    computes bf16 natively (compute capability 8.0 and later; an older one would emulate it)."""
+    choice("precision", name, PRECISIONS)
+    if name == "fp32":
+        return
+    import warnings
+
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported(
+            including_emulation=False):
+        raise UsageError("precision", name, f"device {device} has no native bfloat16 (a GPU "
+                                            "of compute capability 8.0 or later has): use fp16 "
+                                            "or fp32")
+    dtype = torch.bfloat16 if name == "bf16" else torch.float16
+    with warnings.catch_warnings():  # torch warns, and turns autocast off, where it cannot
+        warnings.simplefilter("ignore")
+        with torch.autocast(kind, dtype=dtype):
+            runs = torch.is_autocast_enabled(kind)
+    if not runs:
+        raise UsageError("precision", name, f"torch {torch.__version__} cannot autocast to "
+                                            f"{name} on device {device}: use fp32")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sweeps.batched.stack import OnResult, TrialStack, stacked
 from sweeps.training.loop import ObjectiveStartError, Observer, default_chunk
 from sweeps.training.minibatch import last_epoch_loss
+from sweeps.training.precision import loss_scaled
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +39,9 @@ def stackable(objective: MiniBatchObjective) -> str | None:
         return "it has no batch_losses (objectives.DatasetObjective has one)"
     if not callable(getattr(objective, "validate_rows", None)):
         return "it has no validate_rows (objectives.DatasetObjective has one)"
+    if loss_scaled(objective):
+        return ("at fp16 each trial scales its loss by a scale of its own "
+                "(sweeps.training.precision)")
     return None
 
 

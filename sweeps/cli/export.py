@@ -89,7 +89,8 @@ def _plots(study: Any, storage: str, tracking_uri: str, out: str) -> list[Path]:
     target = Path(out)
     written = []
     with tempfile.TemporaryDirectory() as folder:
-        for path in write_report(study, storage, client, objective, settings["epochs"], folder):
+        for path in write_report(study, storage, client, objective, settings["epochs"], folder,
+                                 precision=settings.get("precision", "fp32")):
             destination = target.with_name(f"{target.stem}.{path.name}")
             shutil.move(str(path), destination)
             written.append(destination)

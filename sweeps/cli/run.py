@@ -109,6 +109,9 @@ def build_parser() -> Parser:
                    "one at a time)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:K; with several GPUs, "
                    "cuda puts worker i of --workers on GPU i mod their count")
+    p.add_argument("--precision", help="fp32 (default), bf16 or fp16: a mini-batch "
+                   "objective's forward pass under torch.autocast (fp16: its loss scaled); "
+                   "parameters and optimizer state stay float32")
     p.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     p.add_argument("--export", metavar="PATH", help="write the best trial's JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -71,12 +71,15 @@ def open_session(config: SweepConfig) -> SweepSession:
     from sweeps.study.opening import auto_space, log_intervals, open_study, search_space
     from sweeps.study.reaper import reap_stale
     from sweeps.study.sweep import Sweep, refill_unit
+    from sweeps.training.precision import at_precision
     from tracking.preflight import check_tracking
     from tracking.study_run import StudyTracker
 
     objective = build(config.objective, config.objective_args)
     epochs = config.epochs or objective.default_epochs
     device = resolve_device(config.device)
+    checks.check_precision(config.precision, device)
+    objective = at_precision(objective, config.precision)
     check_tracking(config.tracking_uri)
     space = search_space(config, epochs, objective)
     goals = study_goals(config.metric, config.direction, config.metric_at, config.constraints,
@@ -109,7 +112,8 @@ def open_session(config: SweepConfig) -> SweepSession:
     reap_stale(study, tracker, close_orphan_runs=True)
     plots = None
     if config.plots:
-        plots = SweepPlots(objective.name, objective.arguments(), epochs, device)
+        plots = SweepPlots(objective.name, objective.arguments(), epochs, device,
+                           config.precision)
         plots.attach(sweep)
     return SweepSession(config, sweep, tracker, parent, storage, plots)
 
@@ -133,5 +137,6 @@ def _parent_params(config: SweepConfig, space: SearchSpace, objective: Objective
                    epochs: int) -> dict[str, Any]:
     return {**space.describe(), "sampler": config.sampler, "pruner": config.pruner,
             "seed": config.seed, "n_trials": config.n_trials, "epochs": epochs,
+            "precision": config.precision,
             "objective": objective.name,
             **{f"objective.{k}": v for k, v in objective.arguments().items()}}

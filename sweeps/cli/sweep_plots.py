@@ -56,12 +56,12 @@ class SweepPlots:
     trains, it imports matplotlib on the other core; at the end only drawing is left."""
 
     def __init__(self, objective_name: str, objective_args: dict[str, Any], epochs: int,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "fp32") -> None:
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context,
                                          initializer=use_threads, initargs=(AUXILIARY,))
         args = {k: str(v) for k, v in objective_args.items()}
-        self._objective = (objective_name, args, epochs, device)
+        self._objective = (objective_name, args, epochs, device, precision)
         self._pool.submit(_warm_up)
         self.curves = BestCurves()
         self.reference = Rider(REFERENCE)
@@ -110,21 +110,24 @@ class SweepPlots:
 
 def write_report(study: optuna.Study, storage_url: str, client: MlflowClient,
                  objective: Objective, epochs: int, out_dir: str | Path, *, top: int = 5,
-                 device: str = "cpu") -> list[Path]:
+                 device: str = "cpu", precision: str = "fp32") -> list[Path]:
     """``SweepPlots.write`` in one call (for a study whose sweep has ended)."""
-    plots = SweepPlots(objective.name, objective.arguments(), epochs, device)
+    plots = SweepPlots(objective.name, objective.arguments(), epochs, device, precision)
     try:
         return plots.write(study, storage_url, client, out_dir, top=top)
     finally:
         plots.close()
 
 
-def _reference(name: str, args: dict[str, str], epochs: int, device: str) -> EpochStats:
-    """The reference run's statistics, trained in the child (when no batch carried it)."""
+def _reference(name: str, args: dict[str, str], epochs: int, device: str,
+               precision: str = "fp32") -> EpochStats:
+    """The reference run's statistics, trained in the child (when no batch carried it), at
+    the sweep's precision."""
     from objectives import build
     from sweeps.training.loop import train
+    from sweeps.training.precision import at_precision
 
-    objective = build(name, args, from_file=True)
+    objective = at_precision(build(name, args, from_file=True), precision)
     return train(objective, REFERENCE, epochs, device=device).history
 
 
@@ -147,7 +150,7 @@ def _warm_up() -> None:
 
 def _draw(storage_url: str, study_name: str, curves: dict[str, Any],
           reference: dict[str, EpochStats | None],
-          objective: tuple[str, dict[str, str], int, str], out_dir: str) -> list[str]:
+          objective: tuple[str, dict[str, str], int, str, str], out_dir: str) -> list[str]:
     """In the child: train the reference if not given, draw."""
     import optuna
 

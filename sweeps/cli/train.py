@@ -2,6 +2,8 @@
 
     python -m sweeps.train --optimizer sgd --lr 0.01 --epochs 10000   # the seed's frozen run
     python -m sweeps.train --params best.json                         # re-run an export
+
+An export re-runs at the precision its sweep trained at (``--precision``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class RunSpec:
     expected: float | None = None  # value the export recorded, to compare with
     metric: StudyMetric = StudyMetric()  # the study's metric that ``expected`` is a value of
     stack: StackRecord | None = None  # the stack the trial ran in (None: it ran alone)
+    precision: str = "fp32"  # fp32, bf16 or fp16 (sweeps.training.precision)
 
 
 def build_parser() -> Parser:
@@ -55,6 +58,9 @@ def build_parser() -> Parser:
                    help="optimizer/scheduler sub-parameter, e.g. momentum=0.9 (repeatable)")
     p.add_argument("--epochs", type=int, help="epochs (default: the objective's)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:K")
+    p.add_argument("--precision", help="fp32, bf16 or fp16: a mini-batch objective's forward "
+                                       "pass under torch.autocast (default: fp32; with "
+                                       "--params, the export's)")
     p.add_argument("--tracking-uri", default=DEFAULTS.tracking_uri, help="MLflow tracking URI")
     p.add_argument("--experiment", default="train", help="MLflow experiment (default: train)")
     p.add_argument("--per-tensor", action=argparse.BooleanOptionalAction, default=True,
@@ -76,13 +82,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def spec_from_args(args: Any) -> RunSpec:
     if args.params:
-        return spec_from_export(args.params)
+        spec = spec_from_export(args.params)
+        if args.precision not in (None, spec.precision):
+            raise UsageError("precision", args.precision, f"the export's sweep trained at "
+                             f"{spec.precision}: leave --precision out to re-run it so")
+        return spec
     if args.optimizer is None or args.lr is None:
         raise UsageError("optimizer", args.optimizer, "give --optimizer and --lr, or --params")
     options = {k: checks.number(f"option {k}", v)
                for k, v in parse_kv(args.option, "option").items()}
     hp = Hyperparams(args.optimizer, args.lr, args.scheduler, options)
-    return RunSpec(args.objective, parse_kv(args.objective_arg), hp, args.epochs)
+    return RunSpec(args.objective, parse_kv(args.objective_arg), hp, args.epochs,
+                   precision=args.precision or "fp32")
 
 
 def spec_from_export(path: str) -> RunSpec:
@@ -106,7 +117,8 @@ def spec_from_export(path: str) -> RunSpec:
         stack = data.get("stack")  # older exports, and trials that ran alone: none
         return RunSpec(str(objective["name"]), {str(k): str(v) for k, v in args.items()},
                        hp, int(data["epochs"]), float(data["value"]), metric,
-                       None if stack is None else StackRecord.from_dict(stack))
+                       None if stack is None else StackRecord.from_dict(stack),
+                       data.get("precision", "fp32"))  # older exports: fp32
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError("params", path, f"use a file written by sweeps.export ({exc!r})")
 
@@ -117,6 +129,7 @@ def validate(spec: RunSpec) -> None:
     checks.choice("optimizer", hp.optimizer, OPTIMIZERS)
     checks.choice("scheduler", hp.scheduler, SCHEDULERS)
     checks.positive("lr", hp.lr)
+    checks.choice("precision", spec.precision, checks.PRECISIONS)
     if spec.epochs is not None:
         checks.at_least("epochs", spec.epochs, 1)
     allowed = (*OPTIMIZERS[hp.optimizer].searched, *SCHEDULERS[hp.scheduler].searched,
@@ -150,6 +163,7 @@ def _train(args: Any) -> int:
     import torch
 
     from objectives import build, evaluate
+    from sweeps.training.precision import at_precision
 
     setup_logging(args.quiet)
     spec = spec_from_args(args)
@@ -163,6 +177,8 @@ def _train(args: Any) -> int:
     objective = build(spec.objective, spec.objective_args, from_file=bool(args.params))
     epochs = spec.epochs or objective.default_epochs
     device = checks.resolve_device(args.device)
+    checks.check_precision(spec.precision, device)
+    objective = at_precision(objective, spec.precision)
     observers: tuple[Observer, ...] = ()
     tracker = run = None
     if not args.no_track:
@@ -215,7 +231,8 @@ def _start_run(args: Any, objective: Any, spec: RunSpec, epochs: int) -> tuple[A
     uri = absolute_uri(args.tracking_uri, create_folder=True)
     tracker = StudyTracker(MlflowClient(tracking_uri=uri), args.experiment)
     params = {**spec.hp.to_dict(), "epochs": epochs, "objective": objective.name,
-              **{f"objective.{k}": v for k, v in objective.arguments().items()}}
+              **{f"objective.{k}": v for k, v in objective.arguments().items()},
+              "precision": spec.precision}
     run = tracker.start_run(params, {"role": "train"},
                             evaluate=lambda result: evaluate(objective, result.params,
                                                              result.buffers))

@@ -65,6 +65,8 @@ class SweepConfig:
     # (sweeps.batched.sizing); 1: one at a time
     device: str = "auto"  # auto, cpu, cuda (with several GPUs, --workers spread over them)
     # or cuda:K
+    precision: str = "fp32"  # fp32, or bf16 or fp16: a mini-batch objective's forward pass
+    # under torch.autocast (sweeps.training.precision)
     timeout: float | None = None  # stop starting new trials after this many seconds
     export: str | None = None  # write the best trial's JSON here at the end
     quiet: bool = False  # no progress display
@@ -94,6 +96,7 @@ class SweepConfig:
         checks.choice("sampler", self.sampler, SAMPLERS)
         checks.choice("pruner", self.pruner, PRUNERS)
         checks.check_device(self.device)
+        checks.choice("precision", self.precision, checks.PRECISIONS)
         if self.lr_range is not None:
             checks.choice("lr-range", self.lr_range, LR_RANGES)
         if self.direction is not None:

@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 LR_RANGES_ATTR = "lr_ranges"  # --lr-range auto: the intervals, fixed at the first run
 
 
-def fixed_settings(objective: Objective, epochs: int, goals: Goals) -> dict[str, Any]:
+def fixed_settings(objective: Objective, epochs: int, goals: Goals,
+                   precision: str = "fp32") -> dict[str, Any]:
     """What a study is created with and resumed only with."""
     return {"objective": objective.name, "objective_args": objective.arguments(),
-            "epochs": epochs, **goals.settings()}
+            "epochs": epochs, **goals.settings(), "precision": precision}
 
 
 def declared_lr_ranges(objective: Objective) -> dict[str, tuple[float, float]]:
@@ -112,7 +113,7 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, goals: Go
     from sweeps.study.pruners import build_pruner
     from sweeps.study.samplers import build_sampler
 
-    settings = fixed_settings(objective, epochs, goals)
+    settings = fixed_settings(objective, epochs, goals, config.precision)
     study = optuna.create_study(
         storage=storage, study_name=config.study_name, directions=list(goals.directions),
         sampler=build_sampler(config.sampler, config.seed, space),
@@ -122,7 +123,8 @@ def open_study(config: SweepConfig, objective: Objective, epochs: int, goals: Go
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, settings)
         return study
-    stored = {**stored_goals(study).settings(), **stored}  # older studies: the defaults
+    # older studies: the defaults
+    stored = {**stored_goals(study).settings(), "precision": "fp32", **stored}
     if stored != settings:
         key = next(k for k in settings if stored.get(k) != settings.get(k))
         dispose_engine(storage)  # a refused resume leaves nothing open behind

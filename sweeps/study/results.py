@@ -256,6 +256,7 @@ def best_documents(study: optuna.Study, top: int = 1,
             "objective": {"name": settings.get("objective"),
                           "args": settings.get("objective_args", {})},
             "epochs": settings.get("epochs"),
+            "precision": settings.get("precision", "fp32"),  # older studies: fp32
             "seed": study.user_attrs.get("seed"),
             "device": t.user_attrs.get("device"),
             "params": t.user_attrs.get("hparams", {}),

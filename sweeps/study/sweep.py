@@ -348,7 +348,8 @@ class Sweep:
         settings."""
         args = {f"objective.{k}": v for k, v in self.objective.arguments().items()}
         return {**hp.to_dict(), "log10_lr": round(math.log10(hp.lr), 4), "epochs": self.epochs,
-                "objective": self.objective.name, **args, "seed": self.config.seed}
+                "objective": self.objective.name, **args, "seed": self.config.seed,
+                "precision": self.config.precision}
 
 
 def refill_unit(batch: int) -> int | None:

@@ -6,6 +6,7 @@ device (``StepRecorder``: no host synchronisation per step), and after each epoc
 objective's validation metrics join them (``val_loss``, ``val_<metric>``). Schedulers step once
 per epoch, except the ones that span the run's steps (``onecycle``), which step per batch.
 The trial owns its buffers and dropout generator (``start_trial``): a re-run is the same run.
+An objective autocast to float16 has its loss scaled (``sweeps.training.precision``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def train_minibatch(
 
     from sweeps.optim import SCHEDULERS, build_optimizer, build_scheduler
     from sweeps.optim.optimizers import clip_gradients
+    from sweeps.training.precision import optimizer_steps
     from sweeps.training.recorder import StepRecorder, tracked_tensors
 
     device = torch.device(device)
@@ -77,6 +79,7 @@ def train_minibatch(
         optimizer = build_optimizer(hp.optimizer, leaves, hp.lr, hp.options)
         scheduler = build_scheduler(hp.scheduler, optimizer, epochs, hp.options,
                                     steps_per_epoch=len(batches))
+        steps = optimizer_steps(objective, optimizer, device)
     except Exception as exc:
         raise ObjectiveStartError(f"{type(exc).__name__}: {exc}") from exc
     spec = SCHEDULERS[hp.scheduler]
@@ -97,11 +100,11 @@ def train_minibatch(
             for batch in batches:
                 optimizer.zero_grad()
                 loss = objective.batch_loss(params, state, batch)
-                loss.backward()
+                steps.backward(loss)
                 recorder.before_step(loss, [p.grad for p in leaves])
                 clip_gradients(leaves, hp.options)
                 lr = group["lr"]
-                optimizer.step()
+                steps.step()
                 recorder.after_step(lr)
                 stepped = True
                 if per_step:

@@ -25,7 +25,7 @@ from typing import Any
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from sweeps.checks import DEVICES
+from sweeps.checks import DEVICES, PRECISIONS
 from sweeps.optim import OPTIMIZERS, SCHEDULERS
 from sweeps.study.config import field_names
 from sweeps.study.metric import DIRECTIONS, READ_AT
@@ -44,7 +44,7 @@ FLOATS = ("lr_min", "lr_max", "timeout", "weight_decay", "grad_clip", "adam_beta
           "adam_beta2", "adam_eps")  # numbers (TOML: int or float)
 CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": tuple(SAMPLERS), "pruner": tuple(PRUNERS), "device": DEVICES,
-    "lr_range": ("fixed", "auto"), "metric_at": READ_AT}
+    "lr_range": ("fixed", "auto"), "metric_at": READ_AT, "precision": PRECISIONS}
 NAME_LISTS = {"optimizers": tuple(OPTIMIZERS), "schedulers": tuple(SCHEDULERS),
               "direction": DIRECTIONS}  # comma-separated, one or more
 TEXT_LISTS = ("metric", "constraints")  # comma-separated, any number (metrics: checked
