@@ -19,7 +19,7 @@ from sweeps.cli.common import Parser, guarded, setup_logging
 from sweeps.cli.progress import SweepProgress, interactive
 from sweeps.errors import first_line
 from sweeps.storage.backends import WORKERS_STORAGE, redact
-from sweeps.study.config import SweepConfig, load_toml, parse_kv, split_names
+from sweeps.study.config import SweepConfig, coerce, load_toml, parse_kv, split_names
 
 if TYPE_CHECKING:
     from sweeps.cli.session import SweepSession
@@ -81,6 +81,9 @@ def build_parser() -> Parser:
     p.add_argument("--weight-decay", type=float, metavar="W",
                    help="every trial's weight decay (L2; AdamW's decoupled one, then not "
                         "searched) (default: none)")
+    p.add_argument("--weight-decay-range", metavar="LOW,HIGH",
+                   help="search every trial's weight decay on a log scale in LOW..HIGH "
+                        "instead of fixing it")
     p.add_argument("--grad-clip", type=float, metavar="NORM",
                    help="scale every trial's gradient down to this norm before each step "
                         "(default: none)")
@@ -129,6 +132,10 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
     if "objective_arg" in options:
         values["objective_args"] = {**values.get("objective_args", {}),
                                     **parse_kv(options.pop("objective_arg"))}
+    if "weight_decay_range" in options:
+        values["weight_decay_range"] = coerce("weight_decay_range",
+                                              options.pop("weight_decay_range"),
+                                              "weight-decay-range")
     if "constraint" in options:
         values["constraints"] = tuple(c for given in options.pop("constraint") for c in given)
     values.update(options)

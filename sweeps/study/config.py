@@ -49,6 +49,8 @@ class SweepConfig:
     prune_stalled: bool = True  # stop a trial stalled since its start (after a tenth)
     seed: int = 0  # sampler seed
     weight_decay: float | None = None  # every trial's weight decay (AdamW's: not searched)
+    weight_decay_range: tuple[float, float] | None = None  # weight decay searched (log) in
+    # [low, high] for every trial, instead of a fixed one
     grad_clip: float | None = None  # every trial's gradient scaled down to this norm
     adam_beta1: float | None = None  # the Adam family's betas and eps; default: torch's
     adam_beta2: float | None = None
@@ -122,6 +124,8 @@ class SweepConfig:
                 not isinstance(self.weight_decay, bool) and math.isfinite(self.weight_decay)
                 and self.weight_decay >= 0):
             raise UsageError("weight-decay", self.weight_decay, "use a finite number >= 0")
+        if self.weight_decay_range is not None:
+            _check_range(self)
         if self.grad_clip is not None:
             checks.positive("grad-clip", self.grad_clip)
         for name in ("adam_beta1", "adam_beta2"):
@@ -152,6 +156,21 @@ class SweepConfig:
 
     def with_overrides(self, values: dict[str, Any]) -> SweepConfig:
         return replace(self, **values)
+
+
+def _check_range(config: SweepConfig) -> None:
+    """``weight_decay_range``: two finite numbers, 0 < low < high, not beside a fixed weight
+    decay, and not with the grid sampler (whose points are optimizer, scheduler and lr)."""
+    given = ",".join(f"{v:g}" for v in config.weight_decay_range or ())
+    values = config.weight_decay_range or ()
+    if len(values) != 2 or not all(math.isfinite(v) for v in values) \
+            or not 0 < values[0] < values[1]:
+        raise UsageError("weight-decay-range", given, "use LOW,HIGH with 0 < LOW < HIGH")
+    if config.weight_decay is not None:
+        raise UsageError("weight-decay-range", given,
+                         "give a fixed --weight-decay or a range, not both")
+    if config.sampler == "grid":
+        raise UsageError("weight-decay-range", given, "use a sampler other than grid")
 
 
 def field_names() -> list[str]:
@@ -185,6 +204,8 @@ def coerce(name: str, value: Any, label: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise UsageError(label, value, "use a list of names or a comma-separated string")
+    if name == "weight_decay_range":
+        return _floats(value, label)
     if name == "objective_args":
         if not isinstance(value, dict):
             raise UsageError(label, value, "use a table of key = value")
@@ -207,6 +228,18 @@ def coerce(name: str, value: Any, label: str) -> Any:
         return float(value)  # type: ignore[arg-type]  # int or float, checked above
     except OverflowError:
         raise UsageError(label, value, "use a number within the float range") from None
+
+
+def _floats(value: Any, label: str) -> tuple[float, ...]:
+    """Numbers from a list of them or a comma-separated string (``UsageError`` naming
+    ``label`` otherwise); their count and range are checked with the config."""
+    parts = split_names(value) if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or any(isinstance(v, bool) for v in parts):
+        raise UsageError(label, value, "use two numbers LOW,HIGH")
+    try:
+        return tuple(float(v) for v in parts)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(label, value, "use two numbers LOW,HIGH") from None
 
 
 def split_names(text: str) -> tuple[str, ...]:

@@ -88,7 +88,8 @@ def search_space(config: SweepConfig, epochs: int,
         ("beta1", config.adam_beta1), ("beta2", config.adam_beta2), ("eps", config.adam_eps))
         if v is not None}
     return SearchSpace(config.optimizers, config.schedulers, epochs, config.lr_min,
-                       config.lr_max, declared or None, source, fixed).validated()
+                       config.lr_max, declared or None, source, fixed,
+                       config.weight_decay_range).validated()
 
 
 def log_intervals(space: SearchSpace) -> None:

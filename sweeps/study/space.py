@@ -46,6 +46,7 @@ class SearchSpace:
     lr_source: str = "default"  # where the intervals come from, one of LR_SOURCES
     fixed: dict[str, float] = field(default_factory=dict)  # settings of every trial that
     # takes them, not searched: weight_decay, grad_clip; beta1, beta2, eps (Adam family)
+    weight_decay_range: tuple[float, float] | None = None  # searched (log) for every trial
 
     def lr_range(self, optimizer: str) -> tuple[float, float]:
         """The interval of ``optimizer``: from ``lr_ranges`` (else the default), either
@@ -83,7 +84,11 @@ class SearchSpace:
         lr = trial.suggest_float(f"lr_{optimizer}", low, high, log=True)
         params = OPTIMIZERS[optimizer].params + SCHEDULERS[scheduler].params
         options = {p.name: suggest(trial, p, self.epochs) for p in params
-                   if p.name not in self.fixed}  # AdamW's weight decay, where fixed
+                   if p.name not in self.fixed  # AdamW's weight decay, where fixed
+                   and not (p.name == "weight_decay" and self.weight_decay_range)}
+        if self.weight_decay_range is not None:  # one distribution for every optimizer
+            options["weight_decay"] = trial.suggest_float("weight_decay",
+                                                          *self.weight_decay_range, log=True)
         return Hyperparams(optimizer, lr, scheduler, {**options, **self.fixed_for(optimizer)})
 
     def fixed_for(self, optimizer: str) -> dict[str, float]:
@@ -103,6 +108,8 @@ class SearchSpace:
         for name in self.optimizers:
             low, high = self.lr_range(name)
             out[f"lr_range_{name}"] = f"{low:g}..{high:g}"
+        if self.weight_decay_range is not None:
+            out["weight_decay_range"] = "{:g}..{:g}".format(*self.weight_decay_range)
         return {**out, **self.fixed}
 
 

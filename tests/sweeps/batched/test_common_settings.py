@@ -82,3 +82,35 @@ def test_a_sweep_gives_them_to_every_trial(tmp_path: Path,
         adam = {k: hparams[k] for k in ("beta1", "eps") if k in hparams}
         assert adam == ({"beta1": 0.8, "eps": 1e-6} if hparams["optimizer"] == "adamw" else {})
     assert "weight_decay" in {p.name for p in OPTIMIZERS["adamw"].params}
+
+
+def test_rows_with_their_own_weight_decay_follow_their_sequential_runs() -> None:
+    """A searched weight decay differs from row to row of a stack (mini-batch, and AdamW's
+    decoupled one beside L2)."""
+    objective = stacked_net(dropout=0.3)
+    hps = [Hyperparams(name, LR[name], "none", {"weight_decay": 0.02 * (i + 1)})
+           for i, name in enumerate(["sgd", "sgd", "adam", "adamw", "adamw"])]
+    for hp, result in zip(hps, train_batch(objective, hps, 3), strict=True):
+        assert_same(result, train(objective, hp, 3))
+
+
+def test_a_sweep_searches_weight_decay_in_a_range(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    common = ["--objective", "tests.minibatch_objectives:tiny", "--n-trials", "6", "--epochs",
+              "2", "--study", "wdr", "--storage", f"sqlite:///{tmp_path}/optuna.db",
+              "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--lr-min", "1e-3",
+              "--lr-max", "0.1", "--quiet", "--no-plots"]
+    assert run.main([*common, "--weight-decay-range", "1e-2,1e-4"]) == 2
+    assert run.main([*common, "--weight-decay-range", "1e-4,1e-2", "--weight-decay",
+                     "1e-3"]) == 2
+    assert run.main([*common, "--weight-decay-range", "1e-4,1e-2", "--sampler", "grid"]) == 2
+    assert not (tmp_path / "optuna.db").exists()
+    assert run.main([*common, "--optimizers", "adamw,sgd", "--weight-decay-range",
+                     "1e-4,1e-2"]) == 0
+    trials = optuna.load_study(study_name="wdr",
+                               storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    decays = [t.user_attrs["hparams"]["weight_decay"] for t in trials]
+    assert len(set(decays)) == len(trials) == 6
+    assert all(1e-4 <= d <= 1e-2 for d in decays)
+    assert [t.params["weight_decay"] for t in trials] == decays

@@ -58,8 +58,9 @@ HTTP = ("http://", "https://")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 # a value argparse takes for an option's argument although it starts with '-'
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+RANGES = ("weight_decay_range",)  # two numbers LOW,HIGH, 0 < LOW < HIGH
 PROBED = (*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *TEXT_LISTS, *NAMED, *FREE,
-          "objective_args")
+          *RANGES, "objective_args")
 
 
 def label(name: str) -> str:
@@ -115,6 +116,14 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
         return ok if math.isfinite(value) and value > 0 else bad(label(name), value)
     if name in ("adam_beta1", "adam_beta2"):
         return ok if 0 <= value < 1 else bad(label(name), value)
+    if name == "weight_decay_range":
+        low_high = len(value) == 2 and all(math.isfinite(v) for v in value) \
+            and 0 < value[0] < value[1]
+        clash = "weight_decay" in others or others.get("sampler") == "grid"
+        return ok if low_high and not clash else Outcome(error="weight-decay-range: ")
+    if "weight_decay_range" in others and (name == "weight_decay"
+                                           or name == "sampler" and value == "grid"):
+        return Outcome(error="weight-decay-range: ")
     if name in CHOICES:
         if value not in CHOICES[name]:
             return bad(label(name), value)
@@ -173,6 +182,11 @@ def cli_outcome(name: str, raw: str, others: dict[str, Any]) -> Outcome:
                            shows=repr(raw))
     elif name in NAME_LISTS or name in TEXT_LISTS:  # comma-separated
         value = names_of(raw)
+    elif name in RANGES:  # comma-separated numbers
+        numbers = numbers_of(names_of(raw))
+        if numbers is None:
+            return Outcome(error=f"{label(name)}: ")
+        value = numbers
     elif name == "objective_args":  # KEY=VALUE
         key, sep, text = raw.partition("=")
         if not sep or not key.strip():
@@ -194,6 +208,11 @@ def toml_outcome(key: str, value: Any, others: dict[str, Any]) -> Outcome:
             value = tuple(value)
         else:
             return wrong
+    elif name in RANGES:  # a list of numbers or a comma-separated string
+        numbers = numbers_of(names_of(value) if isinstance(value, str) else value)
+        if numbers is None:
+            return wrong
+        value = numbers
     elif name == "objective_args":  # a table; its values as text
         if not isinstance(value, dict):
             return wrong
@@ -213,6 +232,16 @@ def toml_outcome(key: str, value: Any, others: dict[str, Any]) -> Outcome:
     elif not isinstance(value, str):
         return wrong
     return value_outcome(name, value, others)
+
+
+def numbers_of(values: Any) -> tuple[float, ...] | None:
+    """``values`` (a list or tuple) as floats; None where one is not a number."""
+    if not isinstance(values, (list, tuple)) or any(isinstance(v, bool) for v in values):
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def names_of(text: str) -> tuple[str, ...]:
@@ -254,6 +283,8 @@ def cli_args(name: str, value: Any) -> list[str]:
         return [a for k, v in value.items() for a in ("--objective-arg", f"{k}={v}")]
     if name in NAME_LISTS or name in TEXT_LISTS:
         return [flag(name), ",".join(value)]
+    if name in RANGES:
+        return [flag(name), ",".join(repr(v) for v in value)]
     if isinstance(value, float):
         return [flag(name), repr(value)]
     return [flag(name), str(value)]
@@ -320,6 +351,9 @@ def typed_values(name: str) -> st.SearchStrategy[Any]:
     if name == "metric":
         return st.lists(st.sampled_from(["val_loss", "trial_seconds", "nope", "", " "]),
                         max_size=3)
+    if name in RANGES:
+        return st.lists(st.sampled_from([1e-5, 1e-2, 0.0, -1.0, math.inf, math.nan, 3.0]),
+                        max_size=3)
     if name in NAMED:
         return st.one_of(st.from_regex(NAME_RULE, fullmatch=True),
                          st.sampled_from(["a" * 100, "a" * 101, "_a", "a b", "a/b", ".a"]))
@@ -337,8 +371,8 @@ def typed_values(name: str) -> st.SearchStrategy[Any]:
 def typed_text(name: str) -> st.SearchStrategy[str]:
     """``typed_values`` as written on the command line."""
     return typed_values(name).map(
-        lambda v: ",".join(v) if isinstance(v, list) else repr(v) if isinstance(v, float)
-        else str(v))
+        lambda v: ",".join(map(str, v)) if isinstance(v, list) else repr(v)
+        if isinstance(v, float) else str(v))
 
 
 def raw_values(name: str) -> st.SearchStrategy[str]:
@@ -379,7 +413,13 @@ def valid_settings(draw: st.DrawFn) -> dict[str, Any]:
         "objective_args": st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
                                           PLAIN, max_size=2),
         **{name: st.booleans() for name in SWITCHES},
+        "weight_decay_range": st.tuples(st.sampled_from([1e-6, 1e-4]),
+                                        st.sampled_from([1e-3, 0.1])),
     }))
+    if "weight_decay_range" in pick:  # neither beside a fixed weight decay nor on a grid
+        pick.pop("weight_decay", None)
+        if pick.get("sampler") == "grid":
+            pick["sampler"] = "tpe"
     if "lr_min" in pick and "lr_max" in pick:
         low, high = sorted((pick["lr_min"], pick["lr_max"]))
         assume(low < high)

@@ -36,6 +36,7 @@ from tests.sweeps.cli.run_inputs import (
     NAME_LISTS,
     NAMED,
     PROBED,
+    RANGES,
     SWITCHES,
     TEXT_LISTS,
     RunInput,
@@ -530,7 +531,7 @@ PROPERTY = settings(max_examples=200, deadline=None, database=None,
 def test_the_input_rules_cover_every_config_field() -> None:
     """``run_inputs`` knows the rule of each field a config file may hold."""
     ruled = [*LEAST, "seed", *FLOATS, *CHOICES, *NAME_LISTS, *TEXT_LISTS, *NAMED, *FREE,
-             *SWITCHES,
+             *RANGES, *SWITCHES,
              "objective_args"]
     assert sorted(ruled) == sorted(field_names())
 
