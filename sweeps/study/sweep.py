@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from objectives import Objective
     from sweeps.batched.sizing import BatchChoice
+    from sweeps.batched.trials import Joiners
     from sweeps.study.config import SweepConfig
     from sweeps.study.goals import Goals
     from sweeps.study.interrupts import Started
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from sweeps.study.space import SearchSpace
     from sweeps.study.tracker import SweepTracker
     from sweeps.training.hparams import Hyperparams
-    from sweeps.batched.trials import Joiners
     from sweeps.training.loop import Observer, TrainResult
     from sweeps.training.stats import EpochStats
 
