@@ -15,7 +15,9 @@ Rates: trials per second end to end (the timed trials / the wall time from start
 process(es) to the last exit) and steady state (the sum over the processes of each one's
 trials / (its last trial's end - its first trial's start), from the study's timestamps), and
 epochs per second end to end (epochs actually trained, which the pruner varies). The mlflow
-server and PostgreSQL run on the same two cores as the workers.
+server and PostgreSQL run on the same two cores as the workers: each run also records the CPU
+seconds of the sweeps' processes, of the server, of PostgreSQL, and of the machine as a whole
+(the rest is other work on the machine, which the two-core side misses more than the other).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .cpu import family_cpu_s, machine_busy_s, postmaster_pid
 from .server_rows import loss_rows_complete
 
 __all__ = ["CORES", "TOTAL", "measure"]
@@ -45,10 +48,13 @@ def _env(repo: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"}
 
 
-def _run_pinned(repo: Path, where: Path, cores: tuple[str, ...], args: list[str]) -> float:
+def _run_pinned(repo: Path, where: Path, cores: tuple[str, ...],
+                args: list[str]) -> tuple[float, float]:
     """Start one ``sweeps.run`` per core of ``cores``, pinned there, each in its own folder;
-    the wall seconds until the last one exits (each must succeed)."""
+    the wall seconds until the last one exits (each must succeed), and the CPU seconds of
+    the processes (their children included)."""
     procs = []
+    cpu = 0.0
     start = time.perf_counter()
     for core in cores:
         folder = where / f"core{core}"
@@ -58,14 +64,16 @@ def _run_pinned(repo: Path, where: Path, cores: tuple[str, ...], args: list[str]
                                        env=_env(repo), stdout=subprocess.DEVNULL,
                                        stderr=log), log, folder))
     for proc, log, _ in procs:
-        proc.wait()
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, for its resource usage
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
         log.close()
     wall = time.perf_counter() - start
     for proc, _, folder in procs:
         if proc.returncode != 0:
             tail = (folder / "stderr.log").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"sweeps.run in {folder} exited {proc.returncode}:\n{tail}")
-    return wall
+    return wall, cpu
 
 
 def _study_figures(storage: str, wall_s: float) -> dict[str, Any]:
@@ -133,14 +141,21 @@ def measure(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, An
                                                 "--tracking-uri", server.url),
                                        cwd=create, env=_env(repo), check=True,
                                        stdout=subprocess.DEVNULL)
-                        wall = _run_pinned(repo, where, cores, [
+                        assert server.proc is not None
+                        services = (server.proc.pid, postmaster_pid(postgres.data_dir))
+                        before = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
+                        wall, sweeps = _run_pinned(repo, where, cores, [
                             "--n-trials", str(TOTAL), "--storage", storage,
                             "--tracking-uri", server.url, "--tracking-db", database])
+                        after = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
                         figures = _study_figures(storage, wall)
+                        used = [b - a for a, b in zip(before, after)]
+                        figures["cpu_s"] = {"sweeps": sweeps, "server": used[0],
+                                            "postgres": used[1], "machine": used[2],
+                                            "other work": used[2] - sweeps - sum(used[:2])}
                         _check_runs(server.url, figures.pop("run_ids"), database)
                     runs[name].append(figures)
-                    print(name, {k: round(v, 3) if isinstance(v, float) else v
-                                 for k, v in figures.items()}, flush=True)
+                    print(name, figures, file=sys.stderr, flush=True)
             out[label] = {"runs": runs, "speedup": _speedups(runs)}
     return out
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import REPO
+from .cpu import family_cpu_s, postmaster_pid
 from .procs import CommandRun, run_measured
 from .server_rows import loss_rows_complete
 
@@ -61,18 +62,6 @@ def _sweep(repo: Path, where: Path, *args: str) -> CommandRun:
     where.mkdir(parents=True, exist_ok=True)
     return run_measured([sys.executable, "-m", "sweeps.run", "--quiet", *args], cwd=where,
                         env=_env(repo)).check()
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds of process ``pid``, its reaped children's included (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # u, s, cu, cs
-
-
-def _family_cpu_s(pid: int) -> float:
-    """CPU seconds of process ``pid`` and of its children, live or reaped."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return _cpu_s(pid) + sum(_family_cpu_s(int(c)) for c in children)
 
 
 def _existing_store(repo: Path, where: Path) -> Path:
@@ -137,12 +126,12 @@ def _tracking_variant(variant: str, repo: Path, where: Path, postgres: Any,
     study = postgres.create_database(f"study_{tag}")
     with MlflowServer(database) as server:
         assert server.proc is not None
-        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
-        before = _family_cpu_s(server.proc.pid), _family_cpu_s(postmaster)
+        postmaster = postmaster_pid(postgres.data_dir)
+        before = family_cpu_s(server.proc.pid), family_cpu_s(postmaster)
         extra = ("--tracking-db", database) if variant == "tracking-db" else ("--log-every", "10")
         run = _sweep(repo, where, *trials, "--storage", study, "--tracking-uri", server.url,
                      *extra)
-        after = _family_cpu_s(server.proc.pid), _family_cpu_s(postmaster)
+        after = family_cpu_s(server.proc.pid), family_cpu_s(postmaster)
         if variant == "tracking-db" and not loss_rows_complete(database, "rebalance"):
             raise RuntimeError("the server's database misses epochs")
     return run.wall_s, {"sweep": sum(p.cpu_s for p in run.processes),
