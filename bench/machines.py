@@ -5,11 +5,13 @@ running the same total of trials.
 
 Both sides follow the README's recipe: the study is created once by a one-trial run (not
 timed), then the worker command (``--n-trials TOTAL --storage ... --tracking-uri ...
---tracking-db ...``) runs on each "machine". Each process sees one core, so the thread rule
+--tracking-db ...``) runs on each "machine"; once as it is, every epoch logged, then with
+``--log-every 10``, a tenth of the rows for PostgreSQL to insert. Each process sees one core, so the thread rule
 gives torch one intra-op thread there (checked: every timed trial's stack records 1 thread).
 After each run the study and the server's database are checked: the study counts exactly
 TOTAL finished trials, the server holds exactly one child run per trial that started one (the
-same TOTAL, none RUNNING), and every epoch of every trial (``loss`` rows per run).
+same TOTAL, none RUNNING), and every logged epoch of every trial (``loss`` rows per run); the
+metric rows in the server's database are counted.
 
 Rates: trials per second end to end (the timed trials / the wall time from starting the
 process(es) to the last exit) and steady state (the sum over the processes of each one's
@@ -32,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from .cpu import family_cpu_s, machine_busy_s, postmaster_pid
-from .server_rows import loss_rows_complete
+from .server_rows import loss_rows_complete, metric_rows
 
-__all__ = ["CORES", "TOTAL", "measure"]
+__all__ = ["CORES", "EVERY", "TOTAL", "measure"]
 
 TOTAL = 51  # one trial when the study is created, then two batches of 25 (the default batch)
 CORES = ("0", "1")  # one process per core: the "machines"
+EVERY = (1, 10)  # --log-every of the worker command: every epoch (the recipe), then a tenth
 
 
 def _command(*args: str) -> list[str]:
@@ -105,8 +108,9 @@ def _study_figures(storage: str, wall_s: float) -> dict[str, Any]:
             "run_ids": {t.user_attrs[RUN_ID_ATTR] for t in counted}}
 
 
-def _check_runs(url: str, run_ids: set[str], database: str) -> None:
-    """One child run per counted trial, none RUNNING, every epoch in the server's database."""
+def _check_runs(url: str, run_ids: set[str], database: str, every: int) -> None:
+    """One child run per counted trial, none RUNNING, every epoch (every ``every``-th) in the
+    server's database."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=url)
@@ -117,46 +121,60 @@ def _check_runs(url: str, run_ids: set[str], database: str) -> None:
         raise RuntimeError(f"{len(children)} child runs for {len(run_ids)} trials with a run")
     if any(r.info.status == "RUNNING" for r in runs):
         raise RuntimeError("a run was left RUNNING")
-    if not loss_rows_complete(database, "rebalance"):
+    if not loss_rows_complete(database, "rebalance", every):
         raise RuntimeError("the server's database misses epochs")
 
 
+def _one_run(repo: Path, where: Path, cores: tuple[str, ...], every: int, postgres: Any,
+             tag: str) -> dict[str, Any]:
+    """Create the study (one trial, as the recipe does), then run the worker command on
+    ``cores``, timed and checked."""
+    from tests.servers import MlflowServer
+
+    database = postgres.create_database(f"machines_mlflow_{tag}")
+    storage = postgres.create_database(f"machines_study_{tag}")
+    with MlflowServer(database) as server:
+        create = where / "create"
+        create.mkdir(parents=True)
+        subprocess.run(_command("--n-trials", "1", "--storage", storage,
+                                "--tracking-uri", server.url, "--log-every", str(every)),
+                       cwd=create, env=_env(repo), check=True, stdout=subprocess.DEVNULL)
+        assert server.proc is not None
+        services = (server.proc.pid, postmaster_pid(postgres.data_dir))
+        before = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
+        wall, sweeps = _run_pinned(repo, where, cores, [
+            "--n-trials", str(TOTAL), "--storage", storage, "--tracking-uri", server.url,
+            "--tracking-db", database, "--log-every", str(every)])
+        after = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
+        figures = _study_figures(storage, wall)
+        used = [b - a for a, b in zip(before, after)]
+        figures["cpu_s"] = {"sweeps": sweeps, "server": used[0], "postgres": used[1],
+                            "machine": used[2],
+                            "other work": used[2] - sweeps - sum(used[:2])}
+        figures["metric_rows"] = metric_rows(database)
+        _check_runs(server.url, figures.pop("run_ids"), database, every)
+    return figures
+
+
 def measure(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, Any]:
-    from tests.servers import MlflowServer, PostgresCluster
+    """Each repetition runs one core then two, for each ``--log-every`` of ``EVERY``."""
+    from tests.servers import PostgresCluster
 
     out: dict[str, Any] = {}
     with PostgresCluster() as postgres:
         for label, repo in repos.items():
-            runs: dict[str, list[dict[str, Any]]] = {"one core": [], "two cores": []}
-            for i in range(repeats):
-                for name, cores in (("one core", CORES[:1]), ("two cores", CORES)):
-                    tag = f"{label}_{i}_{len(cores)}"
-                    database = postgres.create_database(f"machines_mlflow_{tag}")
-                    storage = postgres.create_database(f"machines_study_{tag}")
-                    where = scratch / tag
-                    with MlflowServer(database) as server:
-                        create = where / "create"
-                        create.mkdir(parents=True)
-                        subprocess.run(_command("--n-trials", "1", "--storage", storage,
-                                                "--tracking-uri", server.url),
-                                       cwd=create, env=_env(repo), check=True,
-                                       stdout=subprocess.DEVNULL)
-                        assert server.proc is not None
-                        services = (server.proc.pid, postmaster_pid(postgres.data_dir))
-                        before = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
-                        wall, sweeps = _run_pinned(repo, where, cores, [
-                            "--n-trials", str(TOTAL), "--storage", storage,
-                            "--tracking-uri", server.url, "--tracking-db", database])
-                        after = [family_cpu_s(pid) for pid in services] + [machine_busy_s()]
-                        figures = _study_figures(storage, wall)
-                        used = [b - a for a, b in zip(before, after)]
-                        figures["cpu_s"] = {"sweeps": sweeps, "server": used[0],
-                                            "postgres": used[1], "machine": used[2],
-                                            "other work": used[2] - sweeps - sum(used[:2])}
-                        _check_runs(server.url, figures.pop("run_ids"), database)
-                    runs[name].append(figures)
-                    print(name, figures, file=sys.stderr, flush=True)
-            out[label] = {"runs": runs, "speedup": _speedups(runs)}
+            out[label] = {}
+            for every in EVERY:
+                runs: dict[str, list[dict[str, Any]]] = {"one core": [], "two cores": []}
+                for i in range(repeats):
+                    for name, cores in (("one core", CORES[:1]), ("two cores", CORES)):
+                        tag = f"{label}_{every}_{i}_{len(cores)}"
+                        runs[name].append(_one_run(repo, scratch / tag, cores, every,
+                                                   postgres, tag))
+                        print(f"--log-every {every}, {name}: {runs[name][-1]}",
+                              file=sys.stderr, flush=True)
+                out[label][f"--log-every {every}"] = {"runs": runs,
+                                                      "speedup": _speedups(runs)}
     return out
 
 

@@ -1,12 +1,14 @@
-"""What a tracking server's database holds of a study: every epoch of every trial's run."""
+"""What a tracking server's database holds of a study: every epoch of every trial's run, and
+how many metric rows in all."""
 
 from __future__ import annotations
 
-__all__ = ["loss_rows_complete"]
+__all__ = ["loss_rows_complete", "metric_rows"]
 
 
-def loss_rows_complete(tracking_db: str, study: str) -> bool:
-    """True if every trial run of ``study`` holds one ``loss`` row per epoch it ran."""
+def loss_rows_complete(tracking_db: str, study: str, every: int = 1) -> bool:
+    """True if every trial run of ``study`` holds one ``loss`` row per epoch it ran (per
+    epoch that is a multiple of ``every``: ``--log-every``)."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(tracking_db, poolclass=sa.NullPool)
@@ -19,4 +21,15 @@ def loss_rows_complete(tracking_db: str, study: str) -> bool:
     with engine.connect() as conn:
         rows = conn.execute(rows_q, {"study": study}).all()
     engine.dispose()
-    return bool(rows) and all(int(epochs) == count for _, epochs, count in rows)
+    return bool(rows) and all(-(-int(epochs) // every) == count for _, epochs, count in rows)
+
+
+def metric_rows(tracking_db: str) -> int:
+    """The rows of MLflow's ``metrics`` table."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(tracking_db, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM metrics")).scalar()
+    engine.dispose()
+    return int(count or 0)
