@@ -17,7 +17,8 @@ binaries (``initdb``, ``pg_ctl``).
 
 ``workers``: end to end with ``--workers 1`` and ``--workers 2`` (default settings otherwise:
 what a user runs), fresh stores each: the default 50-trial sweep, and 20 trials of
-``--objective digits-cnn``.
+``--objective digits-cnn``; with the CPU seconds that other work on the machine used meanwhile
+(the machine's busy time less the sweep's processes').
 
 ``machines``: two ``sweeps.run`` processes pinned to a core each, on one PostgreSQL study and
 one tracking server, against one pinned process running the same trials (``bench.machines``).
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import REPO
-from .cpu import family_cpu_s, postmaster_pid
+from .cpu import family_cpu_s, machine_busy_s, postmaster_pid
 from .procs import CommandRun, run_measured
 from .server_rows import loss_rows_complete
 
@@ -144,13 +145,20 @@ def workers(repos: dict[str, Path], repeats: int, scratch: Path) -> dict[str, An
         out[label] = {}
         for name, args in WORKER_SWEEPS.items():
             times: dict[str, list[float]] = {"workers 1": [], "workers 2": []}
+            other: dict[str, list[float]] = {"workers 1": [], "workers 2": []}
             for i in range(repeats):
                 for n in (1, 2):
                     where = scratch / f"{label}-{args[1]}-w{n}-{i}"
-                    times[f"workers {n}"].append(
-                        _sweep(repo, where, *args, "--workers", str(n)).wall_s)
+                    busy = machine_busy_s()
+                    run = _sweep(repo, where, *args, "--workers", str(n))
+                    times[f"workers {n}"].append(run.wall_s)
+                    other[f"workers {n}"].append(machine_busy_s() - busy
+                                                 - sum(p.cpu_s for p in run.processes))
+                    print(f"{label}, {name}, --workers {n}: {run.wall_s:.1f} s (other work "
+                          f"{other[f'workers {n}'][-1]:.1f} CPU s)", file=sys.stderr, flush=True)
             medians = {k: _median(v) for k, v in times.items()}
             out[label][name] = {"seconds": times, "median_s": medians,
+                                "other_work_cpu_s": other,
                                 "speedup": medians["workers 1"] / medians["workers 2"]}
     return out
 
