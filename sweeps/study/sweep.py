@@ -138,12 +138,18 @@ class Sweep:
         many as ended since the last ones started, once at least ``refill_unit`` have,
         within the target and before the timeout. The sampler has heard of every trial told
         so far."""
-        due = ended - self._replaced
-        if self.refill_unit is None or due < self.refill_unit or self._past_deadline():
+        if not self._refill_due(ended):
             return []
+        due = ended - self._replaced
         self._replaced = ended
         size = min(due, self._next_batch_size())
         return self._ask(size) if size > 0 else []
+
+    def _refill_due(self, ended: int) -> bool:
+        """At least ``refill_unit`` rows ended since the last trials joined, before the
+        timeout."""
+        return (self.refill_unit is not None and ended - self._replaced >= self.refill_unit
+                and not self._past_deadline())
 
     def _next_batch_size(self) -> int:
         """Trials to start now: the target less the finished and the running ones, at most
@@ -221,6 +227,10 @@ class Sweep:
             return [(s.record, s.reporter, *shared, teller) for s in new]
 
         def ask(rows_ended: int) -> Joiners | None:
+            if not self._refill_due(rows_ended):
+                return None
+            self.tracker.flush()  # every ended trial told first: the sampler hears the same
+            tell_closed()  # trials whatever the speed of the tracking, so the study repeats
             fresh = self._refill(rows_ended)
             if not fresh:
                 return None

@@ -111,7 +111,9 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
     if name == "timeout":
         return ok if value > 0 else bad("timeout", value)
     if name == "weight_decay":
-        return ok if math.isfinite(value) and value >= 0 else bad("weight-decay", value)
+        if not (math.isfinite(value) and value >= 0):
+            return bad("weight-decay", value)
+        return Outcome(error="weight-decay-range: ") if "weight_decay_range" in others else ok
     if name in ("grad_clip", "adam_eps"):
         return ok if math.isfinite(value) and value > 0 else bad(label(name), value)
     if name in ("adam_beta1", "adam_beta2"):
