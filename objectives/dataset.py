@@ -34,6 +34,7 @@ autocast whole, its loss taken as float32); parameters and buffers stay float32.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -46,9 +47,12 @@ from ._base import Batches, TrialState
 from ._errors import ObjectiveError
 from .data import Batching, Data, Loaded, Source, Tensors, batch_rows, check_like, describe, source
 from .module import check_count, device_of, initial_parameters
+from .stacked import StackedNet, lowering
 from .step import Bound, Step, scalar
 
 __all__ = ["Data", "DatasetObjective", "accuracy"]
+
+log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | float]
@@ -155,6 +159,10 @@ class DatasetObjective:
         self._checked = False  # the loaded splits' first batches are alike (``_check``)
         self._took = False  # a training batch went through the model
         self._by_vmap = {"forward": True, "score": True}  # validate_rows still tries vmap
+        # stacked rows run as one wider network where the module allows it (checked against
+        # vmap at first use), else under vmap
+        self._stacked: StackedNet | None = lowering(module) if step is None else None
+        self._stacked_checked = False
         self.autocast: torch.dtype | None = None  # the module's dtype under torch.autocast
 
     @property
@@ -219,6 +227,14 @@ class DatasetObjective:
         if self._step is None:
             raw = self._pair(raw, "train")
         self._set_mode(True)
+        if self._stacked is not None and self._lowered({**state.buffers, **params}, raw[0]):
+            inputs, targets = raw
+            assert self._loss_fn is not None
+            loss_fn = self._loss_fn
+            with _drawing_from(state.generator):
+                outputs = self._stacked_call({**state.buffers, **params}, inputs, True)
+            return torch.func.vmap(lambda out: scalar("loss_fn", loss_fn(out, targets)))(
+                outputs)
 
         def row(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
             return self._loss({**b, **p}, raw)
@@ -329,6 +345,42 @@ class DatasetObjective:
             outputs = functional_call(self._module, tensors, (inputs,))
         return self._widened(outputs)
 
+    def _stacked_call(self, tensors: dict[str, torch.Tensor], inputs: torch.Tensor,
+                      training: bool) -> torch.Tensor:
+        """Every row's outputs by the stacked lowering (under autocast, if set; the outputs
+        as float32)."""
+        assert self._stacked is not None
+        with self._autocasting(tensors):
+            outputs = self._stacked(tensors, inputs, training)
+        return self._widened(outputs)
+
+    def _lowered(self, tensors: dict[str, torch.Tensor], inputs: torch.Tensor) -> bool:
+        """Whether stacked ``tensors`` run by the stacked lowering. At its first use it is
+        checked against ``vmap`` in eval mode (no buffer changes, no random draws) on
+        ``inputs``; where it fails or disagrees, stacks run under ``vmap`` from then on."""
+        if self._stacked is None or self._stacked_checked:
+            return self._stacked is not None
+        self._stacked_checked = True
+        training = self._module.training
+        self._set_mode(False)
+        try:
+            with torch.no_grad():
+                lowered = self._stacked_call(tensors, inputs, False)
+                by_vmap = torch.func.vmap(lambda t: self._module_call(t, inputs))(tensors)
+            tolerance = 1e-10 if lowered.dtype == torch.float64 else 1e-4
+            agree = (lowered.shape == by_vmap.shape
+                     and torch.allclose(lowered, by_vmap, rtol=tolerance, atol=tolerance))
+            why = "its outputs differ from vmap's"
+        except Exception as exc:  # a shape the lowering does not follow: vmap says it
+            agree, why = False, f"{type(exc).__name__}: {exc}"
+        finally:
+            self._set_mode(training)
+        if not agree:
+            log.info("%s: stacked trials run under vmap (the stacked network: %s)",
+                     self.name, why)
+            self._stacked = None
+        return agree
+
     def _autocasting(self, tensors: dict[str, torch.Tensor]) -> AbstractContextManager[Any]:
         """``torch.autocast`` at ``autocast`` on the device of ``tensors``, if it is set."""
         if self.autocast is None:
@@ -360,8 +412,11 @@ class DatasetObjective:
                         ) -> torch.Tensor:
                 return self._module_call({**b, **p}, inputs)
 
-            outputs.append(self._by_rows("forward", forward, params, buffers) if rows
-                           else forward(params, buffers))
+            if rows and self._lowered({**buffers, **params}, inputs):
+                outputs.append(self._stacked_call({**buffers, **params}, inputs, False))
+            else:
+                outputs.append(self._by_rows("forward", forward, params, buffers) if rows
+                               else forward(params, buffers))
             targets.append(target)
         together = torch.cat(targets)
 

@@ -261,8 +261,7 @@ class Sweep:
             settle(self.study, [s for s in started if s.trial.number not in told],
                    asked[len(started):], exc, self._tell_result)
             raise
-        # train_batch returns the batch's own rows, trials then riders; joiners are not
-        # among them (their results went to on_result)
+        # the batch's own rows, trials then riders (joiners' results went to on_result)
         for rider, result in zip(riders, results[len(trials):], strict=True):
             rider.history = result.history
         self.tracker.flush()  # every run is closed before Optuna hears the outcome
