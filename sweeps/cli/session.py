@@ -55,6 +55,8 @@ class SweepSession:
 
 def open_session(config: SweepConfig) -> SweepSession:
     """Everything a sweep needs, checked before anything is written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from mlflow import MlflowClient
 
@@ -88,22 +90,25 @@ def open_session(config: SweepConfig) -> SweepSession:
         checks.choice("sampler", config.sampler, MULTI_OBJECTIVE)
     storage = open_storage(config.storage)
     study = open_study(config, objective, epochs, goals, space, storage)
-    tests: dict[str, Any] = {}
-    if space.lr_source == "auto":
-        space, tests = auto_space(study, space, objective, device,
-                                  enqueue=config.sampler != "grid")
-    log_intervals(space)
     tracking_uri = absolute_uri(config.tracking_uri, create_folder=True)
-    tracker = StudyTracker(MlflowClient(tracking_uri=tracking_uri), config.experiment_name,
-                           config.log_every, metrics_db=config.tracking_db and absolute_uri(
-                               config.tracking_db, create_folder=False))
+    with ThreadPoolExecutor(1) as pool:
+        # MLflow opens its store (a new one: its tables) on the other core meanwhile
+        client = pool.submit(MlflowClient, tracking_uri=tracking_uri)
+        tests: dict[str, Any] = {}
+        if space.lr_source == "auto":
+            space, tests = auto_space(study, space, objective, device,
+                                      enqueue=config.sampler != "grid")
+        log_intervals(space)
+        choice = for_study(study, objective, config.batch, epochs, device, config.per_tensor,
+                           config.log_steps)
+        tracker = StudyTracker(client.result(), config.experiment_name, config.log_every,
+                               metrics_db=config.tracking_db and absolute_uri(
+                                   config.tracking_db, create_folder=False))
     parent = ParentRun(tracker, study, {**_parent_params(config, space, objective, epochs),
                                         **goals.params(),
                                         "torch_threads": torch.get_num_threads()}, config.seed)
     if tests:
         parent.log_range_tests(tests)
-    choice = for_study(study, objective, config.batch, epochs, device, config.per_tensor,
-                       config.log_steps)
     log.info("%s", choice.describe())
     parent.tag({"trial_batch": str(choice.size), "trial_batch_width": str(choice.width),
                 "trial_batch_reason": choice.describe()})
