@@ -203,3 +203,34 @@ def test_the_check_catches_a_measurement_in_a_docstring(tmp_path: Path) -> None:
         assert len(measurements(module)) == 1, text
     module.write_text('"""' + "\n\n".join(kept) + '"""\n')
     assert measurements(module) == []
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules of ``graph`` (module -> modules it imports) that import each
+    other, directly or round a longer circle: its strongly connected components of more than
+    one module."""
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        reach[start] = seen
+    groups = {frozenset(m for m in graph if m in reach[n] and n in reach[m]) | {n}
+              for n in graph if n in reach[n]}
+    return sorted(sorted(g) for g in groups if len(g) > 1)
+
+
+def test_no_modules_import_each_other() -> None:
+    """Every import counts (also inside a function): a circle means two concepts that
+    cannot be read apart (the full-batch and mini-batch loops were one)."""
+    names = {m for _, m in modules()}
+    graph = {m: (project_imports(p, m) & names) - {m} for p, m in modules()}
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_circle_of_three() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []

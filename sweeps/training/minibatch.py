@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from sweeps.training.hparams import Hyperparams
-from sweeps.training.loop import (
+from sweeps.training.trial import (
     ObjectiveStartError,
     Observer,
     ObserverError,
