@@ -6,7 +6,8 @@ and ``MlflowClient``; no part of the product trains or logs.
 
 From the product's objective (found by name with ``objectives.build``) it takes only what a user
 brings to any sweep: the module (a copy, in the objective's initial state), the training,
-validation and test tensors, the loss function, batch size, seed and default epochs, and the lr
+validation and test data (tensors, or the ``DataLoader`` each split is loaded through: the one
+given, or a ``Dataset`` in a ``DataLoader`` of the objective's batch size), the loss function, batch size, seed and default epochs, and the lr
 intervals the objective declares (``lr_ranges``; ``--lr-range`` gives others, e.g. those that
 the product's LR range test found for an objective that declares none). The rest is what a
 careful PyTorch user writes:
@@ -19,7 +20,8 @@ careful PyTorch user writes:
   training loss);
 - ``TPESampler(seed=0)`` and ``MedianPruner()`` with Optuna's defaults; the validation loss is
   reported and the pruner asked after every epoch; trials one at a time;
-- an epoch: the training rows in a seeded random order, in batches; ``zero_grad(set_to_none=
+- an epoch: the training rows in a seeded random order, in batches (from a ``DataLoader``: its
+  batches as it yields them, its random draws from torch's generator, seeded once a trial); ``zero_grad(set_to_none=
   True)``, forward, loss, backward, step; the statistics (mean training loss, mean |grad|, mean
   |delta param|, update ratio, lr) summed as tensors, with no host read per step; validation in
   eval mode under ``no_grad``. The one host read an epoch is the validation loss the pruner needs;
@@ -43,7 +45,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .careful_space import DEFAULT_LR, OPTIMIZERS, make_optimizer, make_scheduler, suggest
 
@@ -62,6 +65,7 @@ PARENT_TAG = "mlflow.parentRunId"
 STATS = ("loss", "grad_abs_mean", "update_abs_mean", "update_ratio", "lr", "val_loss",
          "val_accuracy")  # per epoch, in the order of a row of statistics
 Pair = tuple[torch.Tensor, torch.Tensor]
+Split = Pair | DataLoader  # tensors, or the loader a user iterates
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,9 @@ class Problem:
     """What the sweep takes from the objective."""
 
     module: nn.Module  # in its initial state: copied for each trial
-    train: Pair  # (inputs, targets)
-    validation: Pair
-    test: Pair | None  # None where the objective holds no test split
+    train: Split  # (inputs, targets), or a DataLoader of (inputs, targets) batches
+    validation: Split
+    test: Split | None  # None where the objective holds no test split
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batch_size: int
     shuffle: bool  # a new order of the training rows every epoch
@@ -88,13 +92,21 @@ def problem_of(name: str, epochs: int | None = None,
     from objectives import build
 
     objective: Any = build(name)
-    if getattr(objective, "_validation", None) is None:
+    sources = objective._sources
+    if "validation" not in sources:
         raise ValueError(f"objective {name!r} has no validation data to sweep on")
+
+    def split(key: str, tensors: Pair | None) -> Split | None:
+        if tensors is not None or key not in sources:
+            return tensors
+        return sources[key].loader
+
     module = copy.deepcopy(objective._module)
     module.load_state_dict({**objective._initial, **objective._buffers})
     splits = getattr(objective, "_splits", None)
-    return Problem(module, objective._train, objective._validation,
-                   splits.test if splits is not None else None, objective._loss_fn,
+    test = splits.test if splits is not None else split("test", objective._test)
+    return Problem(module, split("train", objective._train),
+                   split("validation", objective._validation), test, objective._loss_fn,
                    objective.batch_size, objective.shuffle, objective.drop_last, objective.seed,
                    epochs or objective.default_epochs,
                    {**DEFAULT_LR, **(objective.lr_ranges or {}), **(lr_ranges or {})})
@@ -104,19 +116,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, problem: Pro
                 order: torch.Generator, per_step: Any) -> torch.Tensor:
     """One pass over the training rows; the means of loss, |grad|, |delta param|, the update
     ratio and the lr over its steps, as one tensor (no host read)."""
-    inputs, targets = problem.train
     params = [p for p in model.parameters() if p.requires_grad]
     to_vector = nn.utils.parameters_to_vector
     sums = torch.zeros(4)  # loss, mean |grad|, mean |delta|, mean |theta| over steps
     lr_sum, steps = 0.0, 0
     model.train()
-    rows = (torch.randperm(len(inputs), generator=order) if problem.shuffle
-            else torch.arange(len(inputs)))
-    for batch in rows.split(problem.batch_size):
-        if problem.drop_last and len(batch) < problem.batch_size:
-            break
+    for inputs, targets in training_batches(problem, order):
         optimizer.zero_grad(set_to_none=True)
-        loss = problem.loss_fn(model(inputs[batch]), targets[batch])
+        loss = problem.loss_fn(model(inputs), targets)
         loss.backward()
         with torch.no_grad():
             before = to_vector(params)
@@ -135,9 +142,27 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, problem: Pro
                         torch.tensor(lr_sum / steps)])
 
 
-def scores(model: nn.Module, data: Pair, problem: Problem) -> torch.Tensor:
+def training_batches(problem: Problem, order: torch.Generator) -> Iterator[Pair]:
+    """An epoch's training batches: the loader's, or the tensors' rows in ``order``."""
+    if isinstance(problem.train, DataLoader):
+        yield from problem.train
+        return
+    inputs, targets = problem.train
+    rows = (torch.randperm(len(inputs), generator=order) if problem.shuffle
+            else torch.arange(len(inputs)))
+    for batch in rows.split(problem.batch_size):
+        if problem.drop_last and len(batch) < problem.batch_size:
+            break
+        yield inputs[batch], targets[batch]
+
+
+def scores(model: nn.Module, data: Split, problem: Problem) -> torch.Tensor:
     """(loss, accuracy) of ``data`` in eval mode, as one tensor."""
-    inputs, targets = data
+    if isinstance(data, DataLoader):
+        pairs = list(data)
+        inputs, targets = (torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs]))
+    else:
+        inputs, targets = data
     model.eval()
     with torch.no_grad():
         outputs = torch.cat([model(chunk) for chunk in inputs.split(problem.batch_size)])
@@ -162,8 +187,11 @@ class CarefulSweep:
         torch.manual_seed(p.seed)  # the dropout stream
         order = torch.Generator().manual_seed(p.seed)
         optimizer = make_optimizer(hp, list(model.parameters()))
-        steps = (len(p.train[0]) // p.batch_size if p.drop_last
-                 else -(-len(p.train[0]) // p.batch_size))
+        if isinstance(p.train, DataLoader):
+            steps = len(p.train)
+        else:
+            steps = (len(p.train[0]) // p.batch_size if p.drop_last
+                     else -(-len(p.train[0]) // p.batch_size))
         scheduler = make_scheduler(hp, optimizer, p.epochs, steps)
         per_step = scheduler if hp["scheduler"] == "onecycle" else None
         rows: list[torch.Tensor] = []
