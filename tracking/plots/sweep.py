@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracking.plots.curves import loss_curves, update_ratio_curves
-from tracking.plots.figures import save
+from tracking.plots.figures import save_all
 from tracking.plots.importances import param_importances
 from tracking.plots.parallel import parallel_coordinates
 from tracking.plots.pareto import pareto_front
@@ -58,10 +58,10 @@ def write_sweep_plots(study: optuna.Study, curves: Mapping[str, History],
         parallel_coordinates(frame, order, metric=metric,
                              maximize=study.directions[0].name == "MAXIMIZE"),
     )
-    paths = [save(fig, out / name) for fig, name in zip(figures, FILES)]
+    named = [(fig, out / name) for fig, name in zip(figures, FILES)]
     if tensors is not None and tensor_series(tensors[1]):
-        paths.append(save(tensor_update_ratios(tensors[1], tensors[0]), out / TENSOR_FILE))
+        named.append((tensor_update_ratios(tensors[1], tensors[0]), out / TENSOR_FILE))
     if len(metrics) > 1:
         names, directions = zip(*metrics, strict=True)
-        paths.append(save(pareto_front(frame, names, directions), out / PARETO_FILE))
-    return paths
+        named.append((pareto_front(frame, names, directions), out / PARETO_FILE))
+    return save_all(named)
