@@ -101,6 +101,8 @@ def value_outcome(name: str, value: Any, others: dict[str, Any]) -> Outcome:
     if name == "seed":
         return ok if 0 <= value < SEED_END else bad("seed", value)
     if name in ("lr_min", "lr_max"):
+        if value and others.get("lr_range") == "auto":  # checked before the value itself
+            return bad("lr-range", "auto")
         if not (math.isfinite(value) and value > 0):
             return bad(label(name), value)
         bounds = {k: others[k] for k in ("lr_min", "lr_max") if k in others}

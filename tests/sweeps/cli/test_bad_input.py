@@ -40,8 +40,10 @@ from tests.sweeps.cli.run_inputs import (
     SWITCHES,
     TEXT_LISTS,
     RunInput,
+    bad,
     field_inputs,
     run_inputs,
+    value_outcome,
 )
 
 STUDY = "s"  # the prepared study: 2 trials of 20 epochs in sqlite:///mlruns/optuna.db
@@ -232,6 +234,9 @@ CASES = [
         "constraint", "trial_seconds<=soon"),
     run("run-lr-range-auto-with-lr-min", ["--lr-range", "auto", "--lr-min", "1e-4"],
         "lr-range", "auto"),
+    # both wrong: the clash is checked first (a property-test example the model got wrong)
+    run("run-lr-range-auto-with-a-negative-lr-min",
+        ["--lr-range", "auto", "--lr-min", "-0.5"], "lr-range", "auto"),
     run("run-timeout-zero", ["--timeout", "0"], "timeout", "0"),
     run("run-study-path", ["--study", "../x"], "study", "../x"),
     run("run-study-300-chars", ["--study", LONG_NAME], "study", LONG_NAME),
@@ -526,6 +531,13 @@ def test_refused_resume_prints_one_line_from_a_fresh_process(built_study: Path,
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def test_the_model_checks_the_lr_range_clash_before_an_lr_bound_value() -> None:
+    """As the config does: ``--lr-range auto --lr-min -0.5`` names lr-range (an example the
+    property test below once found); a bound of 0 is not set, so it names lr-min."""
+    assert value_outcome("lr_min", -0.5, {"lr_range": "auto"}) == bad("lr-range", "auto")
+    assert value_outcome("lr_max", 0.0, {"lr_range": "auto"}) == bad("lr-max", 0.0)
 
 
 def test_the_input_rules_cover_every_config_field() -> None:
