@@ -184,7 +184,15 @@ def _apply(layer: nn.Module, prefix: str, tensors: dict[str, torch.Tensor], flow
         return _dropout(layer, flow, training)
     if isinstance(layer, _POOLS) and flow.layout == "rows":
         raise _NotLowered("a pool after Flatten or Linear")
-    return _Flow(layer(flow.value), flow.layout, flow.rows)  # per element or per channel
+    return _Flow(layer(_own(layer, flow)), flow.layout, flow.rows)  # per element or channel
+
+
+def _own(layer: nn.Module, flow: _Flow) -> torch.Tensor:
+    """The activations for ``layer`` to take: a copy of the shared batch where it works in
+    place (the batch is the data's own tensor)."""
+    if flow.layout == "shared" and getattr(layer, "inplace", False):
+        return flow.value.clone()
+    return flow.value
 
 
 def _conv(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, prefix: str,
@@ -245,7 +253,7 @@ def _dropout(layer: nn.Dropout, flow: _Flow, training: bool) -> _Flow:
     if not training or layer.p == 0:
         return flow
     if flow.layout == "shared":
-        return _Flow(layer(flow.value), "shared", flow.rows)
+        return _Flow(layer(_own(layer, flow)), "shared", flow.rows)
     x = flow.value
     if flow.layout == "spatial":  # a row's shape: [B, C, L...]
         b, kc, *rest = x.shape

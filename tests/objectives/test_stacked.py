@@ -168,3 +168,18 @@ def test_a_lowering_that_fails_at_first_use_leaves_the_rows_to_vmap_and_says_so_
     assert len(notes) == 1 and "a Linear of a convolution's channels" in notes[0]
     for a, b in zip(first[0], second[0], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_an_in_place_first_layer_leaves_the_batch_as_it_was() -> None:
+    """A ReLU and a dropout working in place on the inputs: the data's own tensor is not
+    changed (the lowering copies the shared batch for them)."""
+    net = nn.Sequential(nn.ReLU(inplace=True), nn.Dropout(0.5, inplace=True), nn.Flatten(),
+                        nn.Linear(32, 3)).double()
+    obj = objective(net)
+    assert obj._stacked is not None
+    inputs = torch.randn(5, 2, 4, 4, dtype=torch.float64)
+    kept = inputs.clone()
+    tensors = {k: stacked(p, ROWS) for k, p in obj.init_params(CPU).items()}
+    net.train()
+    obj._stacked(tensors, inputs, True)
+    torch.testing.assert_close(inputs, kept, rtol=0, atol=0)
