@@ -227,12 +227,13 @@ class DatasetObjective:
         if self._step is None:
             raw = self._pair(raw, "train")
         self._set_mode(True)
-        if self._stacked is not None and self._lowered({**state.buffers, **params}, raw[0]):
+        tensors = {**state.buffers, **params}
+        if self._stacked is not None and self._lowered(tensors, raw[0]):
             inputs, targets = raw
             assert self._loss_fn is not None
             loss_fn = self._loss_fn
             with _drawing_from(state.generator):
-                outputs = self._stacked_call({**state.buffers, **params}, inputs, True)
+                outputs = self._stacked_call(tensors, inputs, True)
             return torch.func.vmap(lambda out: scalar("loss_fn", loss_fn(out, targets)))(
                 outputs)
 
@@ -405,6 +406,7 @@ class DatasetObjective:
         if self._step is not None:
             return {f"{prefix}_loss": self._mean_step(params, buffers, batches, rows)}
         outputs, targets = [], []
+        tensors = {**buffers, **params}
         for raw in batches:
             inputs, target = self._pair(raw, split)
 
@@ -412,8 +414,8 @@ class DatasetObjective:
                         ) -> torch.Tensor:
                 return self._module_call({**b, **p}, inputs)
 
-            if rows and self._lowered({**buffers, **params}, inputs):
-                outputs.append(self._stacked_call({**buffers, **params}, inputs, False))
+            if rows and self._lowered(tensors, inputs):
+                outputs.append(self._stacked_call(tensors, inputs, False))
             else:
                 outputs.append(self._by_rows("forward", forward, params, buffers) if rows
                                else forward(params, buffers))

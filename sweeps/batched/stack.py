@@ -19,7 +19,7 @@ import numpy as np
 from sweeps.batched.lr_tables import TABULATED, LossSchedule, lr_tables
 from sweeps.batched.rules import RULES, StackedRule
 from sweeps.optim.optimizers import group_options
-from sweeps.training.loop import (
+from sweeps.training.trial import (
     ObjectiveStartError,
     Observer,
     ObserverError,

@@ -16,15 +16,12 @@ from sweeps.training.minibatch import train_minibatch
 from sweeps.training.trial import (
     ObjectiveStartError,
     Observer,
-    ObserverError,
     Status,
     TrainResult,
     default_chunk,
     deliver,
     finish,
-    observe,
     raise_observer_error,
-    report,
     trainable,
 )
 
@@ -34,9 +31,8 @@ if TYPE_CHECKING:
     from objectives import Objective
     from sweeps.training.stats import EpochStats
 
-__all__ = ["ObjectiveStartError", "Observer", "ObserverError", "TrainResult", "default_chunk",
-           "deliver", "finish", "observe", "raise_observer_error", "report", "train",
-           "trainable"]
+# the types a caller of ``train`` needs, kept here (sweeps.training.trial has the rest)
+__all__ = ["ObjectiveStartError", "Observer", "TrainResult", "default_chunk", "train"]
 
 
 def train(
